@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runnerctl.sandbox.fixtures import sandbox  # noqa: F401  (the loopback GitHub)
 from tests.processes import processes_under, terminate
 
 
