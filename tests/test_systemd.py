@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from runnerctl.config import ManagerSettings
 from runnerctl.systemd import Notifier, watchdog_interval, without_notify_variables
 from tests.processes import wait_for
 
@@ -70,11 +71,16 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert about_unit == [], "\n".join(about_unit)
 
 
-def test_unit_stop_timeout_leaves_room_for_the_drain() -> None:
-    # manager.stop_timeout defaults to 300 s; systemd must not kill the tree before the
-    # root's own drain bound has passed.
+def test_unit_matches_the_manager_defaults() -> None:
+    defaults = ManagerSettings()
+    # systemd must not kill the tree before the root's own drain bound has passed.
     (timeout_stop,) = unit_values("TimeoutStopSec")
-    assert int(timeout_stop) > 300
+    assert int(timeout_stop) >= defaults.stop_timeout + 30
+    # The directories systemd creates are the ones the manager uses by default.
+    (runtime,) = unit_values("RuntimeDirectory")
+    (cache,) = unit_values("CacheDirectory")
+    assert defaults.state_dir == Path("/run") / runtime
+    assert defaults.cache_dir == Path("/var/cache") / cache
     assert unit_values("KillMode") == ["mixed"]
     assert unit_values("NotifyAccess") == ["main"]
 
