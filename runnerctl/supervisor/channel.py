@@ -101,6 +101,7 @@ class Report(Message):
     busy: bool = False
     jobs_done: int = 0
     restarts: int = 0
+    exits: int = 0
     last_exit: int | None = None
     retry_at: float | None = None
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runnerctl.errors import ConfigError
+from runnerctl.metrics import Metrics
 from runnerctl.supervisor import channel as msg
 from runnerctl.supervisor.children import fork_child, set_title
 from runnerctl.supervisor.intensity import RestartIntensity, most_failing
@@ -75,6 +76,7 @@ class Root:
         interval: float | None = None,
         notifier: Notifier | None = None,
         extras: tuple[Waitable, ...] = (),
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config_file = ConfigFile(Path(config_path))
@@ -84,6 +86,7 @@ class Root:
         self.interval_override = interval
         self.notifier = notifier or Notifier()
         self.extras = extras
+        self.metrics = metrics
         self.clock = clock
         self.inbox = SignalInbox([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         self.records: dict[str, WorkerRecord] = {}
@@ -99,6 +102,7 @@ class Root:
         self.latest_version: str | None = None
         self.pool_sent: dict[str, int | None] | None = None
         self.config: PoolConfig
+        self.observed: set[str] = set()
 
     # The loop -------------------------------------------------------------------
 
@@ -201,6 +205,15 @@ class Root:
     def handle_message(self, record: WorkerRecord, message: msg.Message) -> None:
         """Take in one report, notice or version from a child."""
         if isinstance(message, msg.Report):
+            if (
+                self.metrics is not None
+                and message.last_exit is not None
+                and (
+                    message.restarts != record.report.restarts
+                    or message.jobs_done != record.report.jobs_done
+                )
+            ):
+                self.metrics.runner_exited(record.name, message.last_exit)
             record.report = message
             if record.updating and message.runner_version == self.latest_version:
                 record.updating = False
@@ -299,6 +312,12 @@ class Root:
 
     def reconcile(self) -> None:
         """Make the workers match the config: start new slots, retire removed ones."""
+        began = time.perf_counter()
+        self.reconcile_pass()
+        if self.metrics is not None:
+            self.metrics.reconcile_took(time.perf_counter() - began)
+
+    def reconcile_pass(self) -> None:
         self.last_reconcile = time.time()
         self.next_reconcile = self.clock() + self.interval()
         self.reload_if_changed()
@@ -450,6 +469,7 @@ class Root:
                 "slots": [record.describe(offset) for record in self.records.values()],
             },
         )
+        self.observe()
         if not self.ready_sent and self.phase == Phase.RUNNING and self.all_started():
             self.ready_sent = True
             log.info("ready: %d slots started", len(self.records))
@@ -457,6 +477,23 @@ class Root:
         else:
             self.notifier.status(self.summary())
         self.send_pool()
+
+    def observe(self) -> None:
+        """Feed the metrics the slots as they are now."""
+        if self.metrics is None:
+            return
+        for name in self.observed - set(self.records):
+            self.metrics.forget_slot(name)
+        self.observed = set(self.records)
+        for record in self.records.values():
+            report = record.report
+            self.metrics.observe_slot(
+                record.name,
+                record.state,
+                report.busy if record.state.running else None,
+                report.jobs_done,
+                report.restarts + record.restarts,
+            )
 
     # Helpers --------------------------------------------------------------------
 
