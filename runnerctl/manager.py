@@ -17,6 +17,7 @@ import argh
 from runnerctl.config import load_config
 from runnerctl.config.render import render
 from runnerctl.errors import RunnerctlError
+from runnerctl.supervisor.commands import once, run, status
 
 CONFIG_HELP = "configuration file (default: $RUNNERCTL_CONFIG, else /etc/runnerctl/runnerctl.yaml)"
 
@@ -28,7 +29,7 @@ def print_config(*, config: str | None = None, format: str = "yaml") -> None:
     sys.stdout.write(render(load_config(config), format))
 
 
-COMMANDS: list[Callable[..., Any]] = [print_config]
+COMMANDS: list[Callable[..., Any]] = [run, once, status, print_config]
 
 
 def build_parser() -> argparse.ArgumentParser:
