@@ -70,8 +70,6 @@ class Janitor:
 
     def run(self) -> int:
         """Serve until a Stop arrives or the root is gone."""
-        for ignored in (signal.SIGINT, signal.SIGHUP):
-            signal.signal(ignored, signal.SIG_IGN)
         while True:
             timeout = max(0.0, min(self.next_sweep, self.next_check) - self.clock())
             if wait([self.channel.connection], timeout) and not self.take_messages():
@@ -171,5 +169,7 @@ def run_janitor(config: Any, channel: msg.Channel) -> int:
     """The janitor body the root forks."""
     from runnerctl.github import GitHub
 
+    for ignored in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)  # the root decides what those mean
     github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
     return Janitor(config, github, channel).run()
