@@ -91,6 +91,7 @@ class Controls:
                     jit=runner.jit,
                     disable_update=runner.disable_update,
                     session=runner.session_id is not None,
+                    polling=runner.polls_in_flight > 0,
                     last_seen=runner.last_seen or None,
                     job=runner.job_id,
                 )

@@ -234,6 +234,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
         raw_path: str = "",
     ) -> None:
         payload = b"" if response.status in (204, 304) else response.payload()
+        if record and request is not None:
+            # Logged before it is sent: a client that saw the answer finds it recorded.
+            body = response.body if response.raw is None else None
+            self._record(request, request.credential.label, response.status, body, raw_path)
         self.send_response(response.status)
         if payload:
             self.send_header("Content-Type", response.content_type)
@@ -246,9 +250,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:
             self.close_connection = True
-        if record and request is not None:
-            body = response.body if response.raw is None else None
-            self._record(request, request.credential.label, response.status, body, raw_path)
 
     def _record(
         self, request: Request, credential: str, status: int, body: Any, raw_path: str
