@@ -115,19 +115,17 @@ class RunnerCache:
                 ) from None
             try:
                 install(tarball.path, tarball.sha256, tarball.version, Path(dest_dir))
+                return
             except ChecksumMismatch:
-                bad = True
-            else:
-                bad = False
-        if bad:
-            # Drop the damaged copy so the next ensure() fetches a good one.
-            with file_lock(lock):
-                if _same_file(tarball.path, identity):
-                    self._remove(tarball.path)
-            raise ChecksumMismatch(
-                f"{tarball.path} no longer matches its SHA-256 {tarball.sha256}; "
-                "removed it, and the next install downloads it again"
-            )
+                pass
+        # Drop the damaged copy (under the exclusive lock) so the next ensure() fetches anew.
+        with file_lock(lock):
+            if _same_file(tarball.path, identity):
+                self._remove(tarball.path)
+        raise ChecksumMismatch(
+            f"{tarball.path} no longer matches its SHA-256 {tarball.sha256}; "
+            "removed it, and the next install downloads it again"
+        )
 
     def prune(self) -> list[str]:
         """Remove tarballs beyond the ``keep`` newest versions; return the removed names."""

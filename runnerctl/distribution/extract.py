@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from runnerctl.distribution.download import disk_error, fsync_folder
 from runnerctl.errors import ChecksumMismatch, DistributionError
@@ -122,7 +122,9 @@ def _extract_all(reader: _HashingReader, tarball: Path, root: str) -> set[str]:
     """Stream the archive member by member; directory modes are applied last."""
     entries: set[str] = set()
     folders: list[tuple[str, int]] = []
-    with tarfile.open(fileobj=reader, mode="r|gz") as archive:  # type: ignore[call-overload]
+    # tarfile's stream mode needs only read(); the stubs ask for a whole binary file.
+    stream = cast(BinaryIO, reader)
+    with tarfile.open(fileobj=stream, mode="r|gz") as archive:
         for member in archive:
             name = _member_name(member.name, tarball)
             if name is None:
