@@ -21,7 +21,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from runnerctl.config.models import GitHubSection, ManagerSettings, RunnerSettings
-from runnerctl.config.problems import closest, problems
+from runnerctl.config.problems import closest, describe, problems
 
 PREFIXES = ("GHWFAX__", "GITHUB_WFA_RUNNER_")  # later wins: the long spelling
 SECTIONS: dict[str, type[BaseModel]] = {"defaults": RunnerSettings, "manager": ManagerSettings}
@@ -59,7 +59,14 @@ class _MappingSource(EnvSettingsSource):
         super().__init__(_Sections, env_prefix=prefix)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in self._environ.items() if value != ""}
+        # Only ``<PREFIX><SECTION>__<KEY>``: a bare ``<PREFIX><SECTION>`` would be parsed as
+        # JSON for the whole section; it is reported instead (see ``_check_names``).
+        stems = tuple(f"{self.env_prefix}{section}__".lower() for section in SECTIONS)
+        return {
+            name.lower(): value
+            for name, value in self._environ.items()
+            if value != "" and name.lower().startswith(stems) and not name.endswith("__")
+        }
 
 
 @dataclass
@@ -79,8 +86,8 @@ def _original_names(environ: Mapping[str, str], prefix: str) -> dict[str, str]:
 def _check_names(names: dict[str, str], prefix: str, result: Overrides) -> None:
     """Report prefixed variables that name no section (``GHWFAX__DEFAULT__X``)."""
     for original in names.values():
-        section, delimiter, _ = original[len(prefix) :].partition("__")
-        if delimiter and section.lower() in SECTIONS:
+        section, _, key = original[len(prefix) :].partition("__")
+        if key and not key.endswith("__") and section.lower() in SECTIONS:
             continue
         guess = closest(section, SECTIONS)
         hint = f"{prefix}{guess.upper()}__<KEY>" if guess else f"{prefix}DEFAULTS__<KEY>"
@@ -151,24 +158,26 @@ def read_github(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     found = {var: environ[var] for var in GITHUB_VARIABLES if environ.get(var, "") != ""}
     values: dict[str, Any] = {}
     lines: list[str] = []
-    try:
-        section = GitHubSection.model_validate({GITHUB_VARIABLES[v]: x for v, x in found.items()})
-        values = {GITHUB_VARIABLES[v]: getattr(section, GITHUB_VARIABLES[v]) for v in found}
-    except ValidationError as error:
-        by_key = {key: var for var, key in GITHUB_VARIABLES.items()}
-        lines = problems(error, GitHubSection, lambda loc: by_key[str(loc[0])])
-    key = environ.get("GITHUB_APP_PRIVATE_KEY", "")
-    if key:
+    for variable, text in found.items():
+        key = GITHUB_VARIABLES[variable]
+        try:
+            values[key] = getattr(GitHubSection.model_validate({key: text}), key)
+        except ValidationError as error:
+            lines += [
+                f"{variable}: {describe(details, GitHubSection)}" for details in error.errors()
+            ]
+    pem = environ.get("GITHUB_APP_PRIVATE_KEY", "")
+    if pem:
         # systemd environment files hold one line; accept a PEM written with \n escapes.
-        if "\n" not in key:
-            key = key.replace("\\n", "\n")
-        if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
+        if "\n" not in pem:
+            pem = pem.replace("\\n", "\n")
+        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
             lines.append(
                 "GITHUB_APP_PRIVATE_KEY: is not a PEM private key "
                 "(expected -----BEGIN ... PRIVATE KEY-----)"
             )
-        values["private_key"] = SecretStr(key)
-    if key and "private_key_file" in values:
+        values["private_key"] = SecretStr(pem)
+    if pem and "private_key_file" in values:
         lines.append(
             "GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_FILE are both set; keep one"
         )

@@ -98,17 +98,22 @@ def read_document(source: Path) -> dict[Any, Any]:
         raise ConfigError([f"{source}: is not UTF-8 text"]) from None
     except OSError as error:
         raise ConfigError([f"{source}: cannot be read ({error.strerror})"]) from None
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as error:
         raise ConfigError([f"{source}: {_yaml_problem(error)}"]) from None
+    except yaml.reader.ReaderError as error:
+        problem = f"character {error.character!r} at offset {error.position} is not allowed"
+        raise ConfigError([f"{source}: is not valid YAML ({problem})"]) from None
     except (yaml.YAMLError, ValueError, RecursionError) as error:
         raise ConfigError(
             [f"{source}: is not valid YAML ({' '.join(str(error).split())})"]
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if loader.duplicates:
         raise ConfigError([f"{source}: {line}" for line in loader.duplicates])
     if document is None:
@@ -144,7 +149,7 @@ class _Builder:
     def build(self, document: dict[Any, Any]) -> Config:
         for key in document:
             if key not in SECTIONS:
-                self.report(str(key), unknown_key(key, SECTIONS))
+                self.report(key_path("", [str(key)]), unknown_key(key, SECTIONS))
         defaults_file = self.section(document, "defaults", RunnerSettings)
         manager_file = self.section(document, "manager", ManagerSettings)
         github_file = self.github_section(document)
@@ -161,7 +166,10 @@ class _Builder:
 
         self.check_pool(items, defaults, github)
         if self.lines:
-            raise ConfigError(self.lines)
+            # One problem, one line, whatever odd characters a key or variable name had.
+            raise ConfigError(
+                [line.replace("\r", "\\r").replace("\n", "\\n") for line in self.lines]
+            )
         return Config(
             source=self.source,
             defaults=defaults,

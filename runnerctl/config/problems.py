@@ -26,8 +26,10 @@ def key_path(prefix: str, loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not part.isidentifier():
+            path += f"[{show(part)}]"  # an odd key stays on one line and visible
         else:
-            path = f"{path}.{part}" if path else str(part)
+            path = f"{path}.{part}" if path else part
     return path
 
 
