@@ -283,3 +283,74 @@ def test_machine_types_map_to_runner_architectures(machine: str, arch: str) -> N
 def test_an_unsupported_machine_type_is_named() -> None:
     with pytest.raises(DistributionError, match="'riscv64'"):
         host_arch("riscv64")
+
+
+# -- "latest" from a downloads list -------------------------------------------------------
+
+
+def api_client(api: Host, tmp_path: Path) -> GitHub:
+    """A client whose API (downloads list and releases) is ``api``, with a token."""
+    settings = GitHubSettings(
+        api_url=api.url,
+        server_url=api.url,
+        releases_url=f"{api.url}/releases",
+        token=SecretStr("ghp_manager_credential"),
+    )
+    return GitHub.from_settings(settings, tmp_path / "state", FAST_API)
+
+
+def serve_downloads_list(api: Host, download_host: Host, **extra: str) -> None:
+    entry = {
+        "os": "linux",
+        "architecture": ARCH,
+        "download_url": f"{download_host.url}/{NAME}",
+        "filename": NAME,
+        **extra,
+    }
+    api.serve("/repos/octo/app/actions/runners/downloads", json.dumps([entry]).encode())
+    download_host.serve(f"/{NAME}", BODY)
+
+
+def test_latest_sends_the_lists_download_token_and_not_the_managers(
+    host: Host, other_host: Host, tmp_path: Path
+) -> None:
+    serve_downloads_list(host, other_host, sha256_checksum=SHA, temp_download_token="tdt-123")
+    cache = RunnerCache(tmp_path / "cache", api_client(host, tmp_path), policy=FAST_DOWNLOAD)
+
+    tarball = cache.ensure(Scope("repo", "octo/app"), "latest")
+
+    assert (tarball.version, tarball.sha256) == (VERSION, SHA)
+    assert "ghp_manager_credential" in host.seen[0][1]["authorization"]
+    assert [headers["authorization"] for _, headers in other_host.seen] == ["Bearer tdt-123"]
+
+
+def test_latest_without_a_listed_checksum_reads_the_release_notes(
+    host: Host, other_host: Host, tmp_path: Path
+) -> None:
+    host.release(SHA, None)
+    serve_downloads_list(host, other_host)
+    cache = RunnerCache(tmp_path / "cache", api_client(host, tmp_path), policy=FAST_DOWNLOAD)
+
+    tarball = cache.ensure(Scope("repo", "octo/app"), "latest")
+
+    assert tarball.sha256 == SHA
+    assert [path for path, _ in host.seen] == [
+        "/repos/octo/app/actions/runners/downloads",
+        f"/releases/tags/v{VERSION}",
+    ]
+    assert [path for path, _ in other_host.seen] == [f"/{NAME}"]
+
+
+def test_latest_with_no_build_for_this_machine_is_named(
+    host: Host, other_host: Host, tmp_path: Path
+) -> None:
+    serve_downloads_list(host, other_host, sha256_checksum=SHA)
+    cache = RunnerCache(
+        tmp_path / "cache",
+        api_client(host, tmp_path),
+        arch="arm" if ARCH != "arm" else "x64",
+        policy=FAST_DOWNLOAD,
+    )
+
+    with pytest.raises(DistributionError, match=r"has no linux-\w+ build"):
+        cache.ensure(Scope("repo", "octo/app"), "latest")
