@@ -74,9 +74,17 @@ class Sandbox:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="runnerctl-sandbox-"))
             self._own_root = True
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start(self._root)
+        except BaseException:
+            if self._own_root:
+                shutil.rmtree(self._root, ignore_errors=True)
+            raise
+
+    def _start(self, root: Path) -> Sandbox:
+        root.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.private_key_file = self._root / "app-private-key.pem"
+        self.private_key_file = root / "app-private-key.pem"
         self._write_key(key)
         self.app_id = 100000 + secrets.randbelow(900000)
         self.client_id = "Iv23li" + random_text(14).lower()
@@ -97,7 +105,7 @@ class Sandbox:
             RateLimiter(),
             FaultBook(),
             CallLog(),
-            Distribution(self._root / "tarballs"),
+            Distribution(root / "tarballs"),
         )
         self._server = SandboxServer(("127.0.0.1", self.port), context)
         self.port = self._server.server_address[1]

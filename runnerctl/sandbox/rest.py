@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -59,8 +60,6 @@ def _scoped(ctx: Context, request: Request, match: re.Match[str], level: str) ->
 
 
 def _runner_json(ctx: Context, runner: Runner) -> dict[str, Any]:
-    import time
-
     return runner.as_json(time.time(), ctx.world.settings.offline_after)
 
 
