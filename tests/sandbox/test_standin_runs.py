@@ -371,3 +371,59 @@ def test_disableupdate_runner_is_never_told_to_update(sandbox: Sandbox, runner_d
     assert read_runner_file(runner_dir / ".runner")["disableUpdate"] is True
     entry = runner_named(sandbox, "frozen")
     assert entry is not None and entry["disable_update"] is True
+
+
+def test_ephemeral_runner_exits_4_for_an_update(
+    sandbox: Sandbox, tmp_path: Path, start: Starter
+) -> None:
+    old = VERSIONS[0]
+    root = unpack(build_tarball(old, "x64", tmp_path / "tarballs"), tmp_path / "old-runner")
+    registered(sandbox, root, "eph-update", "--ephemeral")
+    listener = listen(start, root)
+    sandbox.request_update(wait_online(sandbox, "eph-update")["id"], LATEST)
+    assert listener.wait(30) == 4
+    # _update.sh outlives the listener and finishes the swap on its own.
+    wait_for(lambda: (root / "update.finished").exists(), timeout=30)
+    assert os.readlink(root / "bin") == f"bin.{LATEST}"
+    assert run(["bin/Runner.Listener", "--version"], root).stdout == f"{LATEST}\n"
+
+
+def test_run_sh_restarts_after_retryable_exit_and_stops_otherwise(
+    sandbox: Sandbox, runner_dir: Path, start: Starter
+) -> None:
+    registered(sandbox, runner_dir, "looper")
+    runner = start(["./run.sh"], runner_dir)
+    runner_id = wait_online(sandbox, "looper")["id"]
+    first = find_listener(runner.pid)
+    sandbox.force_exit(runner_id, 2)
+    runner.wait_for_output("Restarting runner...")
+    # run-helper.sh sleeps 5 s before the next round.
+    wait_for(lambda: find_listener(runner.pid) not in (None, first), timeout=30)
+    wait_online(sandbox, "looper")
+    sandbox.force_exit(runner_id, 1)
+    assert runner.wait(30) == 0  # run.sh hides the terminated error
+    assert "exit with terminated error" in runner.output()
+
+
+def test_once_takes_one_job_and_keeps_the_registration(
+    sandbox: Sandbox, runner_dir: Path, start: Starter
+) -> None:
+    registered(sandbox, runner_dir, "once")
+    listener = start(["bin/Runner.Listener", "run", "--once"], runner_dir)
+    listener.wait_for_output("Listening for Jobs")
+    job = sandbox.enqueue_job(["self-hosted"], duration=0)
+    sandbox.wait_for_job(job["id"], "succeeded", timeout=30)
+    assert listener.wait(30) == 0
+    assert "--once" in listener.output()
+    assert runner_named(sandbox, "once") is not None
+    assert (runner_dir / ".runner").exists()
+
+
+def test_check_probes_the_api_with_the_pat(sandbox: Sandbox, runner_dir: Path) -> None:
+    argv = ["bin/Runner.Listener", "--check", "--url", f"{sandbox.server_url}/{REPO}", "--pat"]
+    good = run([*argv, sandbox.token], runner_dir)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "√ Check passed" in good.stdout
+    bad = run([*argv, "ghp_wrong"], runner_dir)
+    assert bad.returncode == 1
+    assert "ghp_wrong" not in bad.stdout + bad.stderr

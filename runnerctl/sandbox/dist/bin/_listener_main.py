@@ -54,6 +54,10 @@ def _dispatch(settings: CommandSettings, root: Path) -> int:
         from _runner_configure import remove
 
         return remove(settings, root)
+    if settings.flag("check"):
+        from _runner_check import check
+
+        return check(settings)
     if command == "warmup":
         return ReturnCode.SUCCESS
     from _runner_run import run
