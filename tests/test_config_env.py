@@ -172,3 +172,17 @@ def test_a_bad_private_key_is_reported_without_its_value(tmp_path: Path) -> None
         "GITHUB_APP_PRIVATE_KEY: is not a PEM private key "
         "(expected -----BEGIN ... PRIVATE KEY-----)"
     ]
+
+
+def test_prefixed_github_overrides_win_over_github_variables(tmp_path: Path) -> None:
+    environ = {
+        "GITHUB_API_URL": "https://api.github.com",  # as every Actions job has it
+        "GHWFAX__GITHUB__API_URL": "http://127.0.0.1:9999",
+        "GITHUB_WFA_RUNNER_GITHUB__RELEASES_URL": "http://127.0.0.1:9999/releases",
+    }
+    github = load(tmp_path, environ).github
+    assert github.api_url == "http://127.0.0.1:9999"
+    assert github.releases_url == "http://127.0.0.1:9999/releases"
+    assert problems(tmp_path, {"GHWFAX__GITHUB__TOKEN": "t"}) == [
+        "GHWFAX__GITHUB__TOKEN: no such setting (secrets come from GITHUB_TOKEN)"
+    ]

@@ -51,7 +51,10 @@ For each runner setting, the first of these that sets it wins:
 `env` mappings merge key by key along the same order; every other value replaces the one
 below it (an item's `labels` replace the default labels). `manager` settings work the same
 way with `GITHUB_WFA_RUNNER_MANAGER__<KEY>` / `GHWFAX__MANAGER__<KEY>` over the file's
-`manager` section. The `github` section is overridden by GitHub's own variables (below).
+`manager` section. For `github`, GitHub's own variables (`GITHUB_API_URL`, ..., below)
+override the file's section, and `GITHUB_WFA_RUNNER_GITHUB__<KEY>` /
+`GHWFAX__GITHUB__<KEY>` override both: GitHub's variables are set for many tools (every
+Actions job has them), a prefixed one only for runnerctl.
 
 Override values are strings: booleans as `true`/`false`, `labels` as `a,b,c` or a JSON
 list, `env` as a JSON object (`GHWFAX__DEFAULTS__ENV='{"HTTP_PROXY": "http://proxy:3128"}'`).
@@ -171,8 +174,9 @@ def render() -> str:
         "## `manager`\n\nHow the manager itself behaves. The long override is "
         "`GITHUB_WFA_RUNNER_MANAGER__<KEY>`.\n",
         _table(ManagerSettings, tuple(ManagerSettings.model_fields), "GHWFAX__MANAGER"),
-        "## `github`\n\nWhere GitHub is and which App runnerctl is. No secrets here.\n",
-        _table(GitHubSection, tuple(GitHubSection.model_fields), None),
+        "## `github`\n\nWhere GitHub is and which App runnerctl is. No secrets here. The "
+        "long override is `GITHUB_WFA_RUNNER_GITHUB__<KEY>`.\n",
+        _table(GitHubSection, tuple(GitHubSection.model_fields), "GHWFAX__GITHUB"),
         "## Environment\n\nGitHub's variables override the `github` section. With "
         "`GITHUB_TOKEN` set, runnerctl uses the token; otherwise an app id and a private "
         "key make it a GitHub App; with neither, only public endpoints work.\n",

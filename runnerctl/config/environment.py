@@ -1,11 +1,12 @@
 """What the environment adds to the file: setting overrides and GitHub credentials.
 
 Overrides: ``GITHUB_WFA_RUNNER_<SECTION>__<KEY>`` or the short ``GHWFAX__<SECTION>__<KEY>``,
-for the ``defaults`` and ``manager`` sections, read with pydantic-settings' nested
-environment source. When both spellings set one key, the long one wins. An empty variable
-is ignored. Values are strings; ``labels`` may be ``a,b`` or a JSON list, ``env`` is a
-JSON object. The ``github`` section has GitHub's own variables instead (``GITHUB_API_URL``
-and friends, below), so it takes no prefixed overrides.
+for the ``defaults``, ``manager`` and ``github`` sections, read with pydantic-settings'
+nested environment source. When both spellings set one key, the long one wins. An empty
+variable is ignored. Values are strings; ``labels`` may be ``a,b`` or a JSON list, ``env``
+is a JSON object. The ``github`` section also reads GitHub's own variables
+(``GITHUB_API_URL`` and friends, below); those are often set for other tools (every
+Actions job has them), so a prefixed override, being meant for runnerctl, wins over them.
 
 Every bad variable is reported by its name, and secret values are never repeated.
 """
@@ -24,7 +25,11 @@ from runnerctl.config.models import GitHubSection, ManagerSettings, RunnerSettin
 from runnerctl.config.problems import closest, describe, problems
 
 PREFIXES = ("GHWFAX__", "GITHUB_WFA_RUNNER_")  # later wins: the long spelling
-SECTIONS: dict[str, type[BaseModel]] = {"defaults": RunnerSettings, "manager": ManagerSettings}
+SECTIONS: dict[str, type[BaseModel]] = {
+    "defaults": RunnerSettings,
+    "manager": ManagerSettings,
+    "github": GitHubSection,
+}
 
 #: GitHub's own variables (as in /etc/runnerctl/runnerctl.env) -> github setting.
 GITHUB_VARIABLES = {
@@ -35,6 +40,7 @@ GITHUB_VARIABLES = {
     "GITHUB_APP_PRIVATE_KEY_FILE": "private_key_file",
 }
 SECRET_VARIABLES = {"GITHUB_APP_PRIVATE_KEY": "private_key", "GITHUB_TOKEN": "token"}
+SECRET_BY_KEY = {key: variable for variable, key in SECRET_VARIABLES.items()}
 
 
 class _Sections(BaseSettings):
@@ -49,6 +55,7 @@ class _Sections(BaseSettings):
 
     defaults: dict[str, str] = {}
     manager: dict[str, str] = {}
+    github: dict[str, str] = {}
 
 
 class _MappingSource(EnvSettingsSource):
@@ -138,7 +145,9 @@ def _validate(
         if key not in model.model_fields:
             head = key.partition("__")[0]
             guess = closest(key, model.model_fields)
-            if head in model.model_fields:
+            if key in ("token", "private_key"):
+                hint = f" (secrets come from {SECRET_BY_KEY[key]})"
+            elif head in model.model_fields:
                 hint = f" (set {stem}__{head.upper()} as a whole, as JSON)"
             else:
                 hint = f" (did you mean {stem}__{guess.upper()}?)" if guess else ""

@@ -3,7 +3,8 @@
 Precedence, lowest first: built-in defaults, the file's ``defaults`` section, the
 ``GHWFAX__DEFAULTS__*`` / ``GITHUB_WFA_RUNNER_DEFAULTS__*`` variables, and finally each
 runner item's own keys. ``manager`` works the same way without the last step; ``github``
-takes GitHub's variables (``GITHUB_API_URL``, ...) over the file's section.
+takes GitHub's variables (``GITHUB_API_URL``, ...) over the file's section, and
+``GHWFAX__GITHUB__*`` over those.
 
 Problems are collected rather than raised one by one: the file, every item and the
 environment are checked even after a first failure, and a section that fails keeps its
@@ -162,7 +163,7 @@ class _Builder:
             RunnerSettings, _set_values(defaults_file), overrides.sections["defaults"]
         )
         manager = _merge(ManagerSettings, _set_values(manager_file), overrides.sections["manager"])
-        github = _github(github_file, github_env)
+        github = _github(github_file, github_env, overrides.sections["github"])
 
         self.check_pool(items, defaults, github)
         if self.lines:
@@ -276,9 +277,13 @@ def _merge(model: type[M], lower: dict[str, Any], higher: dict[str, Any]) -> M:
     return model.model_validate(merged)
 
 
-def _github(section: GitHubSection, environ_values: dict[str, Any]) -> GitHubSettings:
+def _github(
+    section: GitHubSection, variables: dict[str, Any], overrides: dict[str, Any]
+) -> GitHubSettings:
+    """The file's section, then GitHub's variables, then runnerctl's own overrides."""
     values = {key: getattr(section, key) for key in GitHubSection.model_fields}
-    values.update(environ_values)
+    values.update(variables)
+    values.update(overrides)
     if values["api_url"] is None:
         values["api_url"] = derive_api_url(values["server_url"])
     return GitHubSettings.model_validate(values)
