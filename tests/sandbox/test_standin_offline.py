@@ -229,6 +229,10 @@ def test_run_helper_refuses_root_without_allow(runner_dir: Path) -> None:
     result = run([str(template)], runner_dir, env)
     if os.geteuid() == 0:
         assert (result.returncode, result.stdout) == (1, "Must not run with sudo\n")
+    else:
+        # Not root: the listener runs, finds no configuration, and the helper stops (0).
+        assert result.returncode == 0
+        assert "exit with terminated error" in result.stdout
 
 
 def test_config_works_from_another_directory_and_writes_env_files(

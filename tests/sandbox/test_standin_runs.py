@@ -427,3 +427,26 @@ def test_check_probes_the_api_with_the_pat(sandbox: Sandbox, runner_dir: Path) -
     bad = run([*argv, "ghp_wrong"], runner_dir)
     assert bad.returncode == 1
     assert "ghp_wrong" not in bad.stdout + bad.stderr
+
+
+def test_invalid_labels_fall_back_to_defaults(sandbox: Sandbox, runner_dir: Path) -> None:
+    registered(sandbox, runner_dir, "long-label", "--labels", "ok," + "x" * 257)
+    entry = runner_named(sandbox, "long-label")
+    assert entry is not None
+    assert [label["name"] for label in entry["labels"]] == ["self-hosted", "Linux", "X64"]
+
+
+def test_no_default_labels_from_the_environment(
+    sandbox: Sandbox, runner_dir: Path, tmp_path: Path, latest_tarball: Path
+) -> None:
+    # The name holds dashes, so only an execve environment (not `export`) can carry it.
+    flag = {"ACTIONS_RUNNER_INPUT_NO-DEFAULT-LABELS": "true"}
+    refused = register(sandbox, runner_dir, "bare", **flag)
+    assert refused.returncode == 1
+    assert "--no-default-labels" in refused.stderr
+    other = unpack(latest_tarball, tmp_path / "other")
+    accepted = register(sandbox, other, "bare", "--labels", "only-this", **flag)
+    assert accepted.returncode == 0, accepted.stderr
+    entry = runner_named(sandbox, "bare")
+    assert entry is not None
+    assert [label["name"] for label in entry["labels"]] == ["only-this"]
