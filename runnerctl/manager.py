@@ -19,7 +19,7 @@ from runnerctl.config.render import render
 from runnerctl.errors import RunnerctlError
 from runnerctl.supervisor.commands import once, run, status
 
-CONFIG_HELP = "configuration file (default: $RUNNERCTL_CONFIG, else /etc/runnerctl/runnerctl.yaml)"
+CONFIG_HELP = "configuration file; without it $RUNNERCTL_CONFIG, else /etc/runnerctl/runnerctl.yaml"
 
 
 @argh.arg("--config", help=CONFIG_HELP)
