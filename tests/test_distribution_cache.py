@@ -408,3 +408,10 @@ def test_a_download_prunes_what_is_beyond_keep(github: GitHub, cache_dir: Path) 
 def test_keep_must_be_at_least_one(cache_dir: Path) -> None:
     with pytest.raises(DistributionError, match="keep at least 1"):
         RunnerCache(cache_dir, keep=0)
+
+
+def test_a_cache_dir_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+
+    with pytest.raises(DistributionError, match=r"cannot create the runner cache .*blocked/cache"):
+        make_cache(tmp_path / "blocked" / "cache", None).ensure(SCOPE, "2.336.0")

@@ -318,3 +318,11 @@ def _extract_under_file_size_limit(
     assert "File too large; free some space" in result.stdout
     assert snapshot(dest) == before
     assert leftovers(dest.parent, "ci-1") == []
+
+
+def test_a_runner_folder_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
+    tarball, sha = runner_tarball(tmp_path / "dist", "2.336.0")
+    (tmp_path / "runners").write_text("a file where a folder should be")
+
+    with pytest.raises(DistributionError, match=r"preparing .*runners/ci-1"):
+        install(tarball, sha, "2.336.0", tmp_path / "runners" / "ci-1")

@@ -32,6 +32,7 @@ import requests
 from runnerctl.distribution.download import (
     DownloadPolicy,
     checksum_path,
+    disk_error,
     fetch,
     read_checksum_file,
     sha256_of,
@@ -99,12 +100,22 @@ class RunnerCache:
         """A verified tarball of ``version`` (``latest`` or ``X.Y.Z``) for this host."""
         check_version(version)
         self._make_cache_dir()
-        if version == "latest":
-            return self._ensure_latest(scope)
-        return self._ensure_version(version, lambda: self._resolve_pinned(version))
+        try:
+            if version == "latest":
+                return self._ensure_latest(scope)
+            return self._ensure_version(version, lambda: self._resolve_pinned(version))
+        except OSError as error:
+            # Network errors arrive as DistributionError or GitHubError; this is the disk.
+            raise disk_error(error, f"runner cache {self.cache_dir}") from None
 
     def extract(self, tarball: CachedTarball, dest_dir: Path | str) -> None:
         """Install ``tarball`` as ``dest_dir``, atomically, keeping the folder's runtime state."""
+        try:
+            self._extract(tarball, Path(dest_dir))
+        except OSError as error:
+            raise disk_error(error, f"runner cache {self.cache_dir}") from None
+
+    def _extract(self, tarball: CachedTarball, dest_dir: Path) -> None:
         lock = self._lock_path(tarball.arch, tarball.version)
         with file_lock(lock, shared=True):
             try:
@@ -114,7 +125,7 @@ class RunnerCache:
                     f"{tarball.path} left the cache before it was unpacked; ensure it again"
                 ) from None
             try:
-                install(tarball.path, tarball.sha256, tarball.version, Path(dest_dir))
+                install(tarball.path, tarball.sha256, tarball.version, dest_dir)
                 return
             except ChecksumMismatch:
                 pass

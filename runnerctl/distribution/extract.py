@@ -69,14 +69,19 @@ def install(tarball: Path, sha256: str, version: str, dest: Path) -> None:
     """Unpack ``tarball`` (which must hash to ``sha256``) as the new ``dest`` folder."""
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise DistributionError(f"{dest} exists and is not a folder; move it away")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new-"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new-"))
+    except OSError as error:
+        raise disk_error(error, f"preparing {dest}") from None
     try:
         entries = _unpack(tarball, sha256, staging)
         _write_manifest(staging, version, sha256, entries)
         old = _swap_in(staging, dest, entries)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise disk_error(error, f"installing {tarball.name} into {dest}") from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
