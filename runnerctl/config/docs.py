@@ -13,7 +13,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from runnerctl.config.environment import GITHUB_VARIABLES, SECRET_VARIABLES
+from runnerctl.config.environment import GITHUB_VARIABLES
 from runnerctl.config.fields import NAME_MAX
 from runnerctl.config.models import (
     RUNNER_SETTING_KEYS,
@@ -161,7 +161,6 @@ def _github_variables() -> str:
 def render() -> str:
     """The whole of docs/configuration.md."""
     item_keys = tuple(key for key in RunnerItem.model_fields if key not in RUNNER_SETTING_KEYS)
-    assert set(SECRET_VARIABLES) == {"GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN"}
     parts = [
         INTRO,
         "## `defaults`\n\nSettings every runner gets unless its item sets them. The override "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -269,9 +269,11 @@ def item_names(item: RunnerItem) -> list[str]:
 
 def resolve(item: RunnerItem, defaults: RunnerSettings) -> list[Slot]:
     """Expand one item over the effective defaults: its own values win, env merges."""
-    settings = defaults.model_dump()
-    for key, value in item.overrides().items():
-        settings[key] = {**settings["env"], **value} if key == "env" else value  # type: ignore[dict-item]
+    settings: dict[str, Any] = defaults.model_dump()
+    overrides = item.overrides()
+    if "env" in overrides:
+        overrides["env"] = {**defaults.env, **item.env}
+    settings.update(overrides)
     if settings["registration"] is None:
         settings["registration"] = "jit" if settings["ephemeral"] else "token"
     scope = item_scope(item)
