@@ -121,7 +121,9 @@ class Transport:
             if wait is None:
                 break
             rate_waits += 1
-            log.warning("rate limited: %s %s (%d), waiting %.1fs", method, path, reply.status, wait)
+            log.warning(
+                "rate limited: %s %s (%d), waiting %.1fs", method, _path(url), reply.status, wait
+            )
             self._sleep(wait)
         if reply.status == 304 and cached is not None:
             return Reply(200, cached.body, cached.headers, from_cache=True)

@@ -58,7 +58,7 @@ class SharedTokens:
     def __init__(self, folder: Path | None, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._memory: dict[str, Entry] = {}
-        self._thread_lock = threading.Lock()
+        self._thread_lock = threading.RLock()  # minting one entry may fetch another
         self.folder = _prepare(folder) if folder is not None else None
 
     def fetch(self, key: str, mint: Callable[[], Entry], stale: str | None = None) -> Entry:
