@@ -136,6 +136,7 @@ class Worker:
         if proc is None:
             return None
         self.runner_started, self.took_job = time.time(), proc.busy
+        self.proc = proc
         self.machine.move(SlotState.BUSY if proc.busy else SlotState.IDLE, "adopted")
         return proc
 
@@ -156,6 +157,7 @@ class Worker:
             self.fail(error)
             return None
         self.runner_started, self.took_job, self.update_to = time.time(), False, None
+        self.proc = proc  # before the move, so that its report carries the runner
         self.machine.move(SlotState.IDLE, f"pid {proc.pid}")
         return proc
 
