@@ -40,8 +40,24 @@ def settings_for(sandbox: Sandbox) -> GitHubSettings:
     )
 
 
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(repos=["octo/app"], root=tmp_path_factory.mktemp("sandbox")) as running:
+        yield running
+
+
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def sandbox(shared_sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The module's double, with no faults and nothing in its call log."""
+    shared_sandbox.clear_faults()
+    settled_calls(shared_sandbox)
+    yield shared_sandbox
+    shared_sandbox.clear_faults()
+
+
+@pytest.fixture
+def own_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A double for this test alone, which it may corrupt or stop."""
     with Sandbox(repos=["octo/app"], root=tmp_path / "sandbox") as running:
         yield running
 
@@ -169,9 +185,11 @@ def test_a_malformed_version_is_refused(cache_dir: Path) -> None:
 
 
 def test_a_corrupted_tarball_is_refused_and_nothing_is_kept(
-    sandbox: Sandbox, github: GitHub, cache_dir: Path, tmp_path: Path
+    own_sandbox: Sandbox, cache_dir: Path, tmp_path: Path
 ) -> None:
+    sandbox = own_sandbox
     sandbox.corrupt("2.336.0")
+    github = GitHub.from_settings(settings_for(sandbox), tmp_path / "state", FAST_API)
     cache = make_cache(cache_dir, github)
     dest = tmp_path / "runners" / "ci-1"
 
@@ -309,12 +327,12 @@ def test_a_seeded_version_makes_no_call_even_with_github_configured(
 
 
 def test_latest_falls_back_to_the_newest_cached_when_github_is_unreachable(
-    sandbox: Sandbox, cache_dir: Path, tmp_path: Path
+    own_sandbox: Sandbox, cache_dir: Path, tmp_path: Path
 ) -> None:
     place(cache_dir, "2.334.0")
     place(cache_dir, "2.335.0")
-    settings = settings_for(sandbox)
-    sandbox.stop()
+    settings = settings_for(own_sandbox)
+    own_sandbox.stop()
     github = GitHub.from_settings(settings, tmp_path / "state", FAST_API)
 
     tarball = make_cache(cache_dir, github).ensure(SCOPE, "latest")
