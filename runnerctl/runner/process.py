@@ -283,6 +283,17 @@ class RunnerProcess:
         return self.exit()
 
 
+def running_listener(directory: Path) -> pidfile.PidRecord | None:
+    """The live listener of ``directory`` (as ``adopt`` would find it), not opened."""
+    directory = directory.resolve()
+    path = directory / pidfile.PIDFILE_NAME
+    found = _open_recorded(pidfile.read(path), directory) or _open_searched(directory)
+    if found is None:
+        return None
+    os.close(found[1])
+    return found[0]
+
+
 def _readable(fd: int, timeout: float | None) -> bool:
     """Wait up to ``timeout`` seconds (None: forever) for ``fd`` to become readable."""
     if fd < 0:
