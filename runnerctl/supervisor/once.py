@@ -10,7 +10,6 @@ says what happened to each; the exit status is 0 when every slot runs.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,9 +117,7 @@ def removed_slots(slots: list[Any]) -> list[Any]:
 def _real_runners(config: Any) -> Callable[[Any], SlotRunner]:
     from runnerctl.distribution import RunnerCache
     from runnerctl.github import GitHub
-
-    # TODO: a plain import once runnerctl.runner exports Runner (being written now).
-    Runner = importlib.import_module("runnerctl.runner").Runner
+    from runnerctl.runner import Runner
 
     github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
     cache = RunnerCache(config.manager.cache_dir, github=github, keep=config.manager.keep_versions)

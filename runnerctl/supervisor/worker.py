@@ -18,7 +18,6 @@ stops the listener as soon as it is idle.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -382,9 +381,7 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
     """The real worker body the root forks: a Worker over ``runnerctl.runner.Runner``."""
     from runnerctl.distribution import RunnerCache
     from runnerctl.github import GitHub
-
-    # TODO: a plain import once runnerctl.runner exports Runner (being written now).
-    Runner = importlib.import_module("runnerctl.runner").Runner
+    from runnerctl.runner import Runner
 
     def make_runner() -> SlotRunner:
         github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
