@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -38,6 +39,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["Sandbox"]
 
 SWEEP_INTERVAL = 0.2
+
+
+@functools.lru_cache(maxsize=1)
+def app_key() -> rsa.RSAPrivateKey:
+    """The app's RSA key, made once per process: generating one costs a good part of a
+    second on a loaded machine, and sandboxes already differ by app id and port."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 class Sandbox:
@@ -83,7 +91,7 @@ class Sandbox:
 
     def _start(self, root: Path) -> Sandbox:
         root.mkdir(parents=True, exist_ok=True)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = app_key()
         self.private_key_file = root / "app-private-key.pem"
         self._write_key(key)
         self.app_id = 100000 + secrets.randbelow(900000)
@@ -107,11 +115,13 @@ class Sandbox:
             CallLog(),
             Distribution(root / "tarballs"),
         )
-        self._server = SandboxServer(("127.0.0.1", self.port), context)
-        self.port = self._server.server_address[1]
+        server = SandboxServer(("127.0.0.1", self.port), context)
+        self._server = server
+        self.port = server.server_address[1]
         context.server_url = f"http://127.0.0.1:{self.port}"
         self.controls = Controls(context)
-        self._spawn(self._server.serve_forever, "sandbox-http")
+        # A short poll interval lets stop() return quickly.
+        self._spawn(lambda: server.serve_forever(poll_interval=0.05), "sandbox-http")
         self._spawn(self._sweep, "sandbox-sweep")
         logger.info("serving: sandbox on %s (app %s)", context.server_url, self.app_id)
         return self

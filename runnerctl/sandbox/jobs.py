@@ -41,12 +41,25 @@ def enqueue(
         job_id = world.new_job_id()
         job = Job(job_id, list(labels), float(duration), scope, name or f"job-{job_id}")
         world.jobs[job.id] = job
-        for runner in world.runners.values():
-            if runner.polls_in_flight and runner.job_id is None and can_take(runner, job):
-                runner.wake.notify_all()
+        wake_one_for(world, job)
         world.job_changed.notify_all()
     logger.info("queued: job %s (labels %s)", job.id, ",".join(labels))
     return job
+
+
+def wake_one_for(world: World, job: Job) -> None:
+    """Wake one waiting idle runner that can take ``job``; the caller holds the lock.
+
+    One, not all: with hundreds of runners waiting, waking every one for each job would
+    cost a thread switch apiece for a single winner. A woken runner that finds the job
+    gone simply waits again, and any other poll picks up what is left.
+    """
+    for runner in world.runners.values():
+        waiting = runner.polls_in_flight and not runner.woken and runner.job_id is None
+        if waiting and can_take(runner, job):
+            runner.woken = True
+            runner.wake.notify_all()
+            return
 
 
 def finish(world: World, job: Job, status: str, result: str | None = None) -> None:
@@ -149,6 +162,7 @@ def poll(world: World, session_id: str, secret: str, status: str) -> dict[str, A
                 if remaining <= 0:
                     return None
                 runner.wake.wait(remaining)
+                runner.woken = False
         finally:
             runner.polls_in_flight -= 1
             runner.last_seen = time.time()

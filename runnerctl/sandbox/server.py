@@ -87,6 +87,9 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer would wait
+    # for the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
     server: SandboxServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -175,6 +175,7 @@ class Runner:
     session_id: str | None = None
     last_seen: float = 0.0
     polls_in_flight: int = 0
+    woken: bool = False
     job_id: int | None = None
     messages: deque[dict[str, Any]] = field(default_factory=deque)
 

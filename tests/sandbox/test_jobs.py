@@ -51,6 +51,7 @@ def rest_runner(sandbox: Sandbox, runner_id: int, prefix: str = "/repos/octo/app
 def test_a_job_goes_to_the_runner_whose_labels_cover_it(
     sandbox: Sandbox, agents: list[ProtocolAgent]
 ) -> None:
+    sandbox.configure(poll_seconds=0.3)  # the empty polls below end sooner
     plain = online(sandbox, agents, "octo/app", "plain", LINUX)
     gpu = online(sandbox, agents, "octo/app", "gpu", [*LINUX, "GPU"])
     job = sandbox.enqueue_job(["linux", "gpu"], duration=1)
@@ -70,6 +71,7 @@ def test_a_job_goes_to_the_runner_whose_labels_cover_it(
 
 
 def test_a_busy_poll_gets_no_new_job(sandbox: Sandbox, agents: list[ProtocolAgent]) -> None:
+    sandbox.configure(poll_seconds=0.3)
     agent = online(sandbox, agents, "octo/app", "one", LINUX)
     first = sandbox.enqueue_job(["linux"], duration=5)
     second = sandbox.enqueue_job(["linux"], duration=5)
