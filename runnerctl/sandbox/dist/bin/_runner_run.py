@@ -165,6 +165,7 @@ class Listener:
         """SIGINT/SIGTERM: cancel the job, wait for the worker, close the session, exit 0."""
         say("Exiting...")
         self._stop_poller()
+        self._refuse_pending_jobs()
         if self.job is not None:
             self.job.cancel()
             # SIGINT waits as long as the worker takes; SIGTERM gives up after 30 s.
@@ -174,6 +175,16 @@ class Listener:
             self._report_job()
         self.client.delete_session()
         return ReturnCode.SUCCESS
+
+    def _refuse_pending_jobs(self) -> None:
+        """Cancel jobs that arrived but never started, so none is left running server-side."""
+        while not self.events.empty():
+            kind, message = self.events.get()
+            if kind == "message" and message.get("type") == "job":
+                job = message.get("job") or {}
+                self.client.complete_job(job.get("id"), "Canceled")
+                name = job.get("name") or f"job-{job.get('id')}"
+                say(f"{timestamp()}: Job {name} completed with result: Canceled")
 
     def _report_job(self) -> None:
         """Send the ended job's result and print the line the real listener prints."""
