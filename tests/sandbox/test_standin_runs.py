@@ -450,3 +450,25 @@ def test_no_default_labels_from_the_environment(
     entry = runner_named(sandbox, "bare")
     assert entry is not None
     assert [label["name"] for label in entry["labels"]] == ["only-this"]
+
+
+def test_pat_registration_and_removal_use_the_ghes_api_form(
+    sandbox: Sandbox, runner_dir: Path
+) -> None:
+    url = f"{sandbox.server_url}/{REPO}"
+    env = runner_env(ACTIONS_RUNNER_INPUT_PAT=sandbox.token)
+    added = run(["./config.sh", "--unattended", "--url", url, "--name", "by-pat"], runner_dir, env)
+    assert added.returncode == 0, added.stderr
+    removed = run(["./config.sh", "remove"], runner_dir, env)
+    assert removed.returncode == 0, removed.stderr
+    assert runner_named(sandbox, "by-pat") is None
+    calls = [(call["method"], call["path"], call["credential"]) for call in sandbox.calls()]
+    prefix = f"/api/v3/repos/{REPO}/actions/runners"
+    assert calls == [
+        ("POST", f"{prefix}/registration-token", "token"),
+        ("POST", "/api/v3/actions/runner-registration", "remote-auth"),
+        ("POST", "/_services/pipelines/agents", "agent"),
+        ("POST", f"{prefix}/remove-token", "token"),
+        ("POST", "/api/v3/actions/runner-registration", "remote-auth"),
+        ("DELETE", "/_services/pipelines/agents/1", "agent"),
+    ]
