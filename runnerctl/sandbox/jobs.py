@@ -142,6 +142,9 @@ def poll(world: World, session_id: str, secret: str, status: str) -> dict[str, A
     """Long-poll for one message; None after ``poll_seconds`` with nothing to say."""
     with world.lock:
         runner = session_runner(world, session_id, secret)
+        if status == "busy" and runner.job_id is not None:
+            world.jobs[runner.job_id].started = True
+            world.job_changed.notify_all()
         deadline = time.monotonic() + world.settings.poll_seconds
         runner.polls_in_flight += 1
         try:
@@ -193,6 +196,7 @@ def complete(world: World, secret: str, job_id: int, result: str) -> None:
         if runner is None or job is None or job.runner_id != runner.id:
             raise ApiError(404, f"Job {job_id} not found")
         if job.status == "running":
+            job.started = True
             finish(world, job, status, result)
         if runner.ephemeral:
             remove_runner(world, runner)

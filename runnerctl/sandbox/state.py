@@ -139,6 +139,9 @@ class Job:
     runner_id: int | None = None
     runner_name: str | None = None
     result: str | None = None
+    # The runner confirmed it runs the job (a busy poll or its completion): "running"
+    # alone only says the job was handed out.
+    started: bool = False
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -153,6 +156,7 @@ class Job:
             "runner": self.runner_name,
             "runner_id": self.runner_id,
             "result": self.result,
+            "started": self.started,
         }
 
 
