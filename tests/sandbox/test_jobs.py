@@ -76,7 +76,9 @@ def test_a_busy_poll_gets_no_new_job(sandbox: Sandbox, agents: list[ProtocolAgen
     first = sandbox.enqueue_job(["linux"], duration=5)
     second = sandbox.enqueue_job(["linux"], duration=5)
     assert agent.next_job()["id"] == first["id"]
+    assert sandbox.job(first["id"])["started"] is False  # handed out, not yet confirmed
     assert agent.poll(status="busy").status_code == 204
+    assert sandbox.job(first["id"])["started"] is True
     assert agent.poll().status_code == 204  # still holds the first job
     agent.complete(first["id"], "Failed")
     assert sandbox.job(first["id"])["status"] == "failed"

@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from runnerctl.sandbox import Sandbox, app_key
 from tests.processes import alive, terminate, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,3 +101,14 @@ def test_serve_refuses_a_taken_port(serve: subprocess.Popen[str], tmp_path: Path
     assert second.returncode == 1
     assert f"127.0.0.1:{port}" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_the_sandbox_starts_and_stops_quickly(tmp_path: Path) -> None:
+    app_key()  # made once per process; every later sandbox reuses it
+    started = time.monotonic()
+    with Sandbox(root=tmp_path / "quick") as sandbox:
+        assert time.monotonic() - started < 1.0
+        assert requests.get(sandbox.api_url + "/rate_limit", timeout=30).status_code == 200
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(sandbox.api_url + "/rate_limit", timeout=5)
