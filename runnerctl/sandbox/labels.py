@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from runnerctl.sandbox.rest import _check_labels, _scoped
+from runnerctl.sandbox.rest import check_labels, scoped
 from runnerctl.sandbox.state import ApiError, Runner
 from runnerctl.sandbox.wire import Context, Request, Response
 
@@ -16,7 +16,7 @@ def _labels_body(runner: Runner) -> Response:
 
 
 def _runner(ctx: Context, request: Request, match: re.Match[str], level: str) -> Runner:
-    scope = _scoped(ctx, request, match, level)
+    scope = scoped(ctx, request, match, level)
     return ctx.world.runner_in(scope, int(match["id"]))
 
 
@@ -27,7 +27,7 @@ def list_labels(ctx: Context, request: Request, match: re.Match[str]) -> Respons
 
 def add_labels(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     body = request.json()
-    names = _check_labels(body.get("labels") if isinstance(body, dict) else None, 1)
+    names = check_labels(body.get("labels") if isinstance(body, dict) else None, 1)
     with ctx.world.lock:
         runner = _runner(ctx, request, match, "write")
         for name in names:
@@ -38,7 +38,7 @@ def add_labels(ctx: Context, request: Request, match: re.Match[str]) -> Response
 
 def set_labels(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     body = request.json()
-    names = _check_labels(body.get("labels") if isinstance(body, dict) else None, 0)
+    names = check_labels(body.get("labels") if isinstance(body, dict) else None, 0)
     with ctx.world.lock:
         runner = _runner(ctx, request, match, "write")
         runner.labels = [label for label in runner.labels if label.type == "read-only"]

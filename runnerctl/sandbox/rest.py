@@ -17,6 +17,7 @@ from runnerctl.scope import Scope
 SCOPE = r"(?:/repos/(?P<repo>[^/]+/[^/]+)|/orgs/(?P<org>[^/]+)|/enterprises/(?P<enterprise>[^/]+))"
 RUNNERS = SCOPE + r"/actions/runners"
 NOT_INTEGRATION = "Resource not accessible by integration"
+PERMISSION = {"repo": "administration", "org": "organization_self_hosted_runners"}
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 256
 
@@ -39,21 +40,18 @@ def authorize(ctx: Context, request: Request, scope: Scope, level: str) -> None:
     if credential.kind == "installation":
         if scope.kind == "enterprise":
             raise ApiError(403, NOT_INTEGRATION)
+        # A repository the app cannot see does not exist for it; an org answers 403.
+        if not world.installed_on(scope) and scope.kind == "repo":
+            raise ApiError(404, "Not Found")
         if not world.installed_on(scope):
-            raise ApiError(
-                404 if scope.kind == "repo" else 403,
-                "Not Found" if scope.kind == "repo" else NOT_INTEGRATION,
-            )
-        permission = (
-            "administration" if scope.kind == "repo" else "organization_self_hosted_runners"
-        )
-        if not credential.can(permission, level):
+            raise ApiError(403, NOT_INTEGRATION)
+        if not credential.can(PERMISSION[scope.kind], level):
             raise ApiError(403, NOT_INTEGRATION)
     if not world.scope_exists(scope):
         raise ApiError(404, "Not Found")
 
 
-def _scoped(ctx: Context, request: Request, match: re.Match[str], level: str) -> Scope:
+def scoped(ctx: Context, request: Request, match: re.Match[str], level: str) -> Scope:
     scope = scope_from(match)
     authorize(ctx, request, scope, level)
     return scope
@@ -64,7 +62,7 @@ def _runner_json(ctx: Context, runner: Runner) -> dict[str, Any]:
 
 
 def _token(ctx: Context, request: Request, match: re.Match[str], kind: str) -> Response:
-    scope = _scoped(ctx, request, match, "write")
+    scope = scoped(ctx, request, match, "write")
     world = ctx.world
     with world.lock:
         token = world.issue(kind, world.settings.registration_token_lifetime, scope=scope)
@@ -89,7 +87,7 @@ def _page_number(text: str | None, default: int, maximum: int) -> int:
 
 def list_runners(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """One page of runners, filtered by exact ``name``, with GitHub's ``Link`` header."""
-    scope = _scoped(ctx, request, match, "read")
+    scope = scoped(ctx, request, match, "read")
     name = request.param("name")
     per_page = _page_number(request.param("per_page"), 30, 100)
     page = _page_number(request.param("page"), 1, 10**6)
@@ -127,14 +125,14 @@ def _links(request: Request, page: int, last: int, per_page: int, name: str | No
 
 
 def get_runner(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    scope = _scoped(ctx, request, match, "read")
+    scope = scoped(ctx, request, match, "read")
     with ctx.world.lock:
         return Response(200, _runner_json(ctx, ctx.world.runner_in(scope, int(match["id"]))))
 
 
 def delete_runner(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """204; 422 while the runner runs a job; 404 when unknown."""
-    scope = _scoped(ctx, request, match, "write")
+    scope = scoped(ctx, request, match, "write")
     with ctx.world.lock:
         runner = ctx.world.runner_in(scope, int(match["id"]))
         if runner.job_id is not None:
@@ -151,7 +149,7 @@ def _validation(message: str) -> ApiError:
     return ApiError(422, f"Invalid request.\n\n{message}", errors=[message])
 
 
-def _check_labels(value: Any, minimum: int) -> list[str]:
+def check_labels(value: Any, minimum: int) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _validation('"labels" must be an array of strings.')
     if not minimum <= len(value) <= MAX_LABELS:
@@ -166,7 +164,7 @@ def _check_labels(value: Any, minimum: int) -> list[str]:
 
 def generate_jitconfig(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """Create an ephemeral runner server-side and return its encoded JIT config."""
-    scope = _scoped(ctx, request, match, "write")
+    scope = scoped(ctx, request, match, "write")
     body = request.json()
     if not isinstance(body, dict):
         raise _validation("The body must be a JSON object.")
@@ -180,7 +178,7 @@ def generate_jitconfig(ctx: Context, request: Request, match: re.Match[str]) -> 
         raise _validation('"runner_group_id" must be an integer.')
     if not isinstance(work, str):
         raise _validation('"work_folder" must be a string.')
-    labels = _check_labels(body["labels"], 1)
+    labels = check_labels(body["labels"], 1)
     if group != 1:
         raise ApiError(404, "Not Found")
     world = ctx.world
@@ -232,12 +230,12 @@ def encode_jit_config(server_url: str, scope: Scope, runner: Runner, work: str) 
 
 
 def downloads(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    _scoped(ctx, request, match, "read")
+    scoped(ctx, request, match, "read")
     return Response(200, ctx.distribution.downloads_json(ctx.server_url))
 
 
 def runner_groups(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    scope = _scoped(ctx, request, match, "read")
+    scope = scoped(ctx, request, match, "read")
     group = {
         "id": 1,
         "name": "Default",

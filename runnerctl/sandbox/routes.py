@@ -35,7 +35,7 @@ ROUTES: list[Route] = [
     route("GET", _LOOKUP, apps.find_installation),
     route("GET", _RELEASES + r"/(?:latest|tags/(?P<tag>[^/]+))", apps.release),
     route("GET", _RELEASES + r"/assets/(?P<id>\d+)", apps.release_asset),
-    route("GET", "/rate_limit", apps.rate_limit),
+    route("GET", "/rate_limit", apps.rate_limit, counted=False),
     route("POST", "/actions/runner-registration", protocol.register, "protocol"),
     route("POST", _SERVICE + "/agents", protocol.add_agent, "protocol"),
     route("DELETE", _SERVICE + r"/agents/(?P<id>\d+)", protocol.delete_agent, "protocol"),

@@ -86,13 +86,19 @@ Handler = Callable[[Context, Request, "re.Match[str]"], Response]
 
 @dataclass(frozen=True)
 class Route:
-    """``kind`` decides the checks: rest (auth, rate limit), protocol, control, download."""
+    """``kind`` decides the checks: rest (auth, rate limit), protocol or control.
+
+    ``counted`` is False for the one REST call that costs nothing (``/rate_limit``).
+    """
 
     method: str
     pattern: re.Pattern[str]
     handler: Handler
     kind: str = "rest"
+    counted: bool = True
 
 
-def route(method: str, pattern: str, handler: Handler, kind: str = "rest") -> Route:
-    return Route(method, re.compile(f"^{pattern}$"), handler, kind)
+def route(
+    method: str, pattern: str, handler: Handler, kind: str = "rest", counted: bool = True
+) -> Route:
+    return Route(method, re.compile(f"^{pattern}$"), handler, kind, counted)
