@@ -41,6 +41,7 @@ def enqueue(
         job_id = world.new_job_id()
         job = Job(job_id, list(labels), float(duration), scope, name or f"job-{job_id}")
         world.jobs[job.id] = job
+        world.queued[job.id] = job
         wake_one_for(world, job)
         world.job_changed.notify_all()
     logger.info("queued: job %s (labels %s)", job.id, ",".join(labels))
@@ -64,6 +65,7 @@ def wake_one_for(world: World, job: Job) -> None:
 
 def finish(world: World, job: Job, status: str, result: str | None = None) -> None:
     """End ``job`` with ``status``; the caller holds the lock."""
+    world.queued.pop(job.id, None)
     job.status = status
     job.result = result
     job.finished_at = time.time()
@@ -164,8 +166,9 @@ def poll(world: World, session_id: str, secret: str, status: str) -> dict[str, A
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                runner.wake.wait(remaining)
+                # Cleared under the lock just before waiting, so no wake-up is lost.
                 runner.woken = False
+                runner.wake.wait(remaining)
         finally:
             runner.polls_in_flight -= 1
             runner.last_seen = time.time()
@@ -173,8 +176,9 @@ def poll(world: World, session_id: str, secret: str, status: str) -> dict[str, A
 
 def next_job(world: World, runner: Runner) -> Job | None:
     """Assign the oldest queued job ``runner`` can take; the caller holds the lock."""
-    for job in world.jobs.values():
-        if job.status == "queued" and can_take(runner, job):
+    for job in world.queued.values():
+        if can_take(runner, job):
+            del world.queued[job.id]
             job.status = "running"
             job.runner_id = runner.id
             job.runner_name = runner.name

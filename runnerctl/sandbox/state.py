@@ -236,6 +236,8 @@ class World:
         self.agent_secrets: dict[str, int] = {}
         self.runners: dict[int, Runner] = {}
         self.jobs: dict[int, Job] = {}
+        # The queued jobs in arrival order, so a poll never scans finished ones.
+        self.queued: dict[int, Job] = {}
         self.sessions: dict[str, int] = {}
         self._runner_ids = itertools.count(1)
         self._label_ids = itertools.count(1)
