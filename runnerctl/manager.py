@@ -16,6 +16,7 @@ import argh
 
 from runnerctl.config import load_config
 from runnerctl.config.render import render
+from runnerctl.demo import demo
 from runnerctl.errors import RunnerctlError
 from runnerctl.supervisor.commands import once, run, status
 
@@ -29,7 +30,7 @@ def print_config(*, config: str | None = None, format: str = "yaml") -> None:
     sys.stdout.write(render(load_config(config), format))
 
 
-COMMANDS: list[Callable[..., Any]] = [run, once, status, print_config]
+COMMANDS: list[Callable[..., Any]] = [run, once, status, print_config, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
