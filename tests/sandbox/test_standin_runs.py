@@ -336,10 +336,14 @@ def test_run_sh_trapping_turns_term_into_int_for_the_group(
     runner.wait_for_output("Listening for Jobs")
     job = sandbox.enqueue_job(["self-hosted"], duration=60, name="interrupted")
     sandbox.wait_for_job(job["id"], "running", timeout=30)
+    listener = wait_for(lambda: find_listener(runner.pid), timeout=10)
+    worker = wait_for_worker(listener)
+    assert os.getpgid(listener) != os.getpgid(runner.pid)  # the helper runs as its own job
     runner.signal(signal.SIGTERM)
     assert runner.wait(30) == 0
     assert sandbox.job(job["id"])["status"] == "cancelled"
     assert "Exiting runner..." in runner.output()
+    wait_for(lambda: not alive(worker), timeout=10)
 
 
 def test_update_swaps_bin_and_run_sh_restarts_the_new_version(
