@@ -476,3 +476,25 @@ def test_pat_registration_and_removal_use_the_ghes_api_form(
         ("POST", "/api/v3/actions/runner-registration", "remote-auth"),
         ("DELETE", "/_services/pipelines/agents/1", "agent"),
     ]
+
+
+def test_interactive_configure_reads_answers_from_the_terminal(
+    sandbox: Sandbox, runner_dir: Path
+) -> None:
+    token = rest(sandbox, "POST", f"/repos/{REPO}/actions/runners/registration-token")["token"]
+    # url, token, name, labels (Enter: none), work folder (Enter: _work)
+    answers = f"{sandbox.server_url}/{REPO}\n{token}\nasked\n\n\n"
+    result = subprocess.run(
+        ["./config.sh"],
+        cwd=runner_dir,
+        env=runner_env(),
+        input=answers,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Enter the name of runner:" in result.stdout
+    settings = read_runner_file(runner_dir / ".runner")
+    assert (settings["agentName"], settings["workFolder"]) == ("asked", "_work")
+    assert runner_named(sandbox, "asked") is not None

@@ -67,7 +67,8 @@ class Prompter:
                 answer = input(f"{question}{hint} ").strip()
             except EOFError:
                 raise RunnerError(f"No value given for {name}.") from None
-            answer = answer or (default or "")
+            if not answer and default is not None:
+                return default
             if answer and valid(answer):
                 return answer
 
