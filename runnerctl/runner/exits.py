@@ -59,7 +59,7 @@ class Exit:
 
     def __str__(self) -> str:
         if self.signal is not None:
-            return f"signal {signal_name(self.signal)}: {self.meaning}"
+            return self.meaning
         if self.code is None:
             return f"code unknown: {self.meaning}"
         return f"code {self.code}: {self.meaning}"
