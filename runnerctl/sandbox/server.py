@@ -58,6 +58,11 @@ class SandboxServer(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-request (a killed runner, a dropped-connection fault)
+        # is routine here; socketserver would print a traceback for it.
+        logger.debug("connection error from %s", client_address, exc_info=True)
+
     def close_connections(self) -> None:
         with self._open_lock:
             for sock in list(self._open):
