@@ -58,6 +58,8 @@ def identify(world: World, public_key: Any, authorization: str | None) -> Creden
     if scheme not in ("bearer", "token") or not value:
         raise ApiError(401, "Bad credentials")
     if value.count(".") == 2:
+        if scheme != "bearer":
+            raise ApiError(401, "A JSON web token must be sent as 'Authorization: Bearer <jwt>'")
         verify_jwt(world, public_key, value)
         return Credential("app-jwt")
     if value == world.pat:

@@ -62,6 +62,8 @@ def test_a_valid_jwt_reads_the_app_and_its_installation(sandbox: Sandbox) -> Non
     assert get(sandbox, "/orgs/octo/installation", **bearer(by_client_id)).status_code == 200
     listed = get(sandbox, "/app/installations", **bearer(app_jwt(sandbox)))
     assert [item["id"] for item in listed.json()] == [sandbox.installation_id]
+    as_token = get(sandbox, "/app", Authorization=f"token {app_jwt(sandbox)}")
+    assert as_token.status_code == 401
 
 
 @pytest.mark.parametrize(
