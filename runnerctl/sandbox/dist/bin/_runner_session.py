@@ -9,6 +9,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ class ServiceClient:
 
     def complete_job(self, job_id: Any, result: str) -> None:
         """Report a job's result; a job the server forgot (404) is not an error."""
-        for _ in range(5):
+        for attempt in range(5):
+            if attempt:
+                time.sleep(0.5)
             try:
                 status, _answer = self._call(
                     "POST", f"/jobs/{job_id}/complete", {"result": result}, CALL_TIMEOUT
