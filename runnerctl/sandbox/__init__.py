@@ -54,6 +54,8 @@ class Sandbox:
     ``repos``/``orgs`` say where the app is installed (neither: everywhere);
     ``enterprises`` which enterprises exist (none given: any). ``root`` holds the app's
     private key and the tarball cache; without it a temporary folder is made and removed.
+    ``permissions`` replaces what the installation holds (default: administration and
+    organization_self_hosted_runners write, metadata read).
     """
 
     def __init__(
@@ -63,8 +65,10 @@ class Sandbox:
         enterprises: Iterable[str] = (),
         root: Path | None = None,
         port: int = 0,
+        permissions: dict[str, str] | None = None,
     ) -> None:
         self.repos = list(repos)
+        self.permissions = dict(permissions) if permissions is not None else None
         self.orgs = list(orgs)
         self.enterprises = list(enterprises)
         self.port = port
@@ -107,6 +111,8 @@ class Sandbox:
             self.installation_id,
             self.token,
         )
+        if self.permissions is not None:
+            world.installation.permissions = dict(self.permissions)
         context = Context(
             world,
             key.public_key(),

@@ -162,6 +162,15 @@ def test_an_installation_lacking_a_permission_is_refused(sandbox: Sandbox) -> No
     assert org.status_code == 201
 
 
+def test_a_sandbox_can_start_with_an_installation_lacking_a_permission(tmp_path: Path) -> None:
+    with Sandbox(permissions={"administration": "write"}, root=tmp_path / "sb") as sandbox:
+        auth = {"Authorization": f"token {installation_token(sandbox)}"}
+        assert get(sandbox, RUNNERS, **auth).status_code == 200
+        refused = get(sandbox, "/orgs/octo/actions/runners", **auth)
+        assert refused.status_code == 403
+        assert refused.json()["message"] == "Resource not accessible by integration"
+
+
 def test_a_token_may_narrow_but_not_widen_its_permissions(sandbox: Sandbox) -> None:
     narrow = installation_token(sandbox, permissions={"administration": "read"})
     auth = {"Authorization": f"token {narrow}"}
