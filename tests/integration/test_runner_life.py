@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +34,7 @@ from tests.integration.test_runner_world import (
     environ_of,
     events_until,
 )
-from tests.processes import alive, wait_for
+from tests.processes import alive, processes_under, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -352,3 +355,37 @@ def registered_id(directory: Path) -> int:
     runner_id = local_runner_id(directory)
     assert runner_id is not None
     return runner_id
+
+
+@pytest.fixture
+def open_base(tmp_path: Path) -> Iterator[Path]:
+    """A base folder another user can reach (pytest's own temporary tree is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="runnerctl-user-test-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        for pid in processes_under(base):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_runs_as_the_slot_user(world: World, open_base: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    environ = {**MANAGER_ENV, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    environ.pop("RUNNER_ALLOW_RUNASROOT")  # not root: no opt-in needed
+    runner = world.runner(world.slot(user="nobody", base_dir=open_base), environ=environ)
+    process = world.launch(runner)
+    events_until(process, Online)
+    assert os.stat(f"/proc/{process.pid}").st_uid == nobody.pw_uid
+    assert runner.directory.stat().st_uid == nobody.pw_uid
+    assert (runner.directory / ".runner").stat().st_uid == nobody.pw_uid
+    assert (runner.directory / "runner.log").stat().st_uid == nobody.pw_uid
+    env = environ_of(process.pid)
+    assert env["USER"] == "nobody" and env["HOME"] == nobody.pw_dir
+    job = world.job(duration=0.5)
+    events_until(process, Idle)
+    assert world.sandbox.job(job)["status"] == "succeeded"
+    ended = process.stop(now=True, timeout=20)
+    assert ended is not None and ended.code == 0
