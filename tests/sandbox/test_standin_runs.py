@@ -137,7 +137,7 @@ def test_token_runner_takes_one_job_and_disappears(
         runner_env(ACTIONS_RUNNER_INPUT_TOKEN="must-not-leak", ACTIONS_RUNNER_INPUT_X="1"),
     )
     wait_online(sandbox, "eph-1")
-    job = sandbox.enqueue_job(["self-hosted", "gpu"], duration=3, name="build")
+    job = sandbox.enqueue_job(["self-hosted", "gpu"], duration=2, name="build")
     sandbox.wait_for_job(job["id"], "running", timeout=30)
     listener = wait_for(lambda: find_listener(runner.pid), timeout=10)
     worker = wait_for_worker(listener)
