@@ -34,7 +34,7 @@ import argh
 
 import runnerctl
 from runnerctl.demo_view import LiveView, SlotRow, Snapshot, count_jobs, slot_rows
-from runnerctl.errors import ConfigError
+from runnerctl.errors import ConfigError, RunnerctlError
 from runnerctl.supervisor.status import read_status
 from runnerctl.systemd import without_notify_variables
 
@@ -257,21 +257,30 @@ class DemoSession:
         package_logger = logging.getLogger("runnerctl")
         package_logger.addHandler(self.log_handler)
         package_logger.setLevel(logging.INFO)
-        self.sandbox.start()
+        try:
+            self.sandbox.start()
+        except OSError as error:
+            raise RunnerctlError(f"demo: the loopback GitHub cannot start: {error}") from None
         config = write_config(self.folder, self.kinds)
         env = manager_environment(self.sandbox, os.environ)
         command = [sys.executable, "-m", "runnerctl.manager", "run", "--config", str(config)]
         with (self.folder / "manager.log").open("ab") as out:
-            # A session of its own: a Ctrl-C on the terminal reaches only the demo.
-            self.manager = subprocess.Popen(
-                command,
-                cwd=self.folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
+            try:
+                # A session of its own: a Ctrl-C on the terminal reaches only the demo.
+                self.manager = subprocess.Popen(
+                    command,
+                    cwd=self.folder,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                raise RunnerctlError(
+                    f"demo: cannot start the manager with {sys.executable}: {error.strerror} "
+                    "(run the demo with a Python this user may execute)"
+                ) from None
         log.info("started: manager (pid %d, %s)", self.manager.pid, config)
 
     def supervise(self, seconds: float | None) -> bool:
