@@ -225,7 +225,7 @@ def test_replace_keeps_the_id_and_locks_out_the_old_secret(
 def test_a_silent_runner_goes_offline_and_its_job_is_lost(
     sandbox: Sandbox, agents: list[ProtocolAgent]
 ) -> None:
-    sandbox.configure(offline_after=1, poll_seconds=0.2)
+    sandbox.configure(offline_after=2, poll_seconds=0.2)
     agent = online(sandbox, agents, "octo/app", "quiet", LINUX)
     job = sandbox.enqueue_job(["linux"], duration=60)
     agent.next_job()
