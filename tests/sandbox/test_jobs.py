@@ -279,3 +279,41 @@ def test_wait_for_job_names_what_it_saw(sandbox: Sandbox) -> None:
     assert over_http.status_code == 201
     listed = requests.get(sandbox.admin_url + "/jobs", timeout=30).json()
     assert [item["scope"] for item in listed] == [None, "org:octo"]
+
+
+def test_remove_trades_a_remove_token_for_deleting_the_agent(
+    sandbox: Sandbox, agents: list[ProtocolAgent]
+) -> None:
+    agent = online(sandbox, agents, "octo", "leaving", LINUX)
+    auth = {"Authorization": f"token {sandbox.token}"}
+    tokens = f"{sandbox.api_url}/orgs/octo/actions/runners"
+    register_token = requests.post(tokens + "/registration-token", headers=auth, timeout=30)
+    remove_token = requests.post(tokens + "/remove-token", headers=auth, timeout=30)
+
+    def trade(token: str) -> requests.Response:
+        return requests.post(
+            f"{sandbox.server_url}/api/v3/actions/runner-registration",
+            headers={"Authorization": f"RemoteAuth {token}"},
+            json={"url": f"{sandbox.server_url}/octo", "runner_event": "remove"},
+            timeout=30,
+        )
+
+    assert trade(register_token.json()["token"]).status_code == 404  # wrong kind of token
+    service = trade(remove_token.json()["token"]).json()
+    delete = f"{service['url']}/agents/{agent.agent_id}"
+    bearer = {"Authorization": f"Bearer {service['token']}"}
+    assert requests.delete(delete, headers=bearer, timeout=30).status_code == 204
+    assert rest_runner(sandbox, agent.agent_id, "/orgs/octo") == {"gone": 404}
+    assert requests.delete(delete, headers=bearer, timeout=30).status_code == 404
+    assert agent.poll().status_code == 404
+
+
+def test_an_unknown_runner_group_is_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(AssertionError, match="404"):
+        ProtocolAgent.register(sandbox, "octo", "grouped", LINUX, group="Nope")
+    default = ProtocolAgent.register(sandbox, "octo", "grouped", LINUX, group="default")
+    default.close()
+    # A repository's runners are always in the default group.
+    repo = ProtocolAgent.register(sandbox, "octo/app", "grouped", LINUX, group="Nope")
+    repo.close()
+    assert rest_runner(sandbox, repo.agent_id)["runner_group_id"] == 1

@@ -139,3 +139,34 @@ def test_every_call_is_recorded_with_its_credential(
     assert len(over_http) == 4
     requests.delete(sandbox.admin_url + "/calls", timeout=30)
     assert sandbox.calls() == []
+
+
+def test_control_over_http_reports_runners_and_refuses_unknown_settings(
+    sandbox: Sandbox,
+) -> None:
+    admin = sandbox.admin_url
+    created = requests.post(
+        sandbox.api_url + "/orgs/octo/actions/runners/generate-jitconfig",
+        headers={"Authorization": f"token {sandbox.token}"},
+        json={"name": "seen", "runner_group_id": 1, "labels": ["linux"]},
+        timeout=30,
+    ).json()["runner"]
+    runners = requests.get(admin + "/runners", timeout=30).json()
+    assert [(r["id"], r["scope"], r["jit"], r["session"]) for r in runners] == [
+        (created["id"], "org:octo", True, False)
+    ]
+    unknown = requests.post(admin + "/settings", json={"offline_afterr": 1}, timeout=30)
+    assert unknown.status_code == 422
+    assert (
+        requests.post(admin + "/corrupt", json={"version": "9.9.9"}, timeout=30).status_code == 404
+    )
+    assert (
+        requests.post(admin + "/corrupt", json={"version": "2.336.0"}, timeout=30).status_code
+        == 200
+    )
+    gone = requests.post(admin + "/runners/4242/exit", json={"code": 1}, timeout=30)
+    assert gone.status_code == 404
+    # Only the REST call was recorded: control calls never are.
+    assert [call["path"] for call in sandbox.calls()] == [
+        "/orgs/octo/actions/runners/generate-jitconfig"
+    ]
