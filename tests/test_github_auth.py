@@ -229,3 +229,12 @@ def test_missing_permission_names_it(sandbox: Sandbox, tmp_path: Path) -> None:
         r"organization_self_hosted_runners: write",
     ):
         github.list_runners(Scope("org", "elsewhere"))
+
+
+def test_read_only_installation_is_told_to_grant_write(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.configure(permissions={"administration": "read"})
+    github = GitHub.from_settings(settings(sandbox), state_dir=tmp_path, policy=FAST)
+
+    assert github.list_runners(REPO) == []  # reading is allowed
+    with pytest.raises(PermissionDenied, match="lacks the App permission administration: write"):
+        github.registration_token(REPO)

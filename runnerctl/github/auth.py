@@ -123,7 +123,10 @@ class AppAuth:
         return f"Bearer {self._installation_token(installation, stale)}"
 
     def describe(self, scope: Scope) -> str:
-        installation = self.installation_id or "discovered"
+        try:
+            installation: object = self.installation_for(scope)  # cached by the failed call
+        except GitHubError:
+            installation = "unknown"
         return f"GitHub App {self.app_id} (installation {installation})"
 
     def jwt(self) -> str:

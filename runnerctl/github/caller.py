@@ -84,7 +84,9 @@ class Caller:
         if reply.status == 401:
             return AuthError(f"{scope}: GitHub refused the credentials of {who} ({detail})")
         if reply.status == 403:
-            return PermissionDenied(f"{scope}: {who} lacks {self._permission(scope)} ({detail})")
+            return PermissionDenied(
+                f"{scope}: {who} lacks {self._permission(scope)} ({detail}); {self._grant()}"
+            )
         if reply.status == 404:
             return NotFound(
                 f"{scope}: not found, or {who} cannot see it ({detail}); "
@@ -93,6 +95,11 @@ class Caller:
         if reply.status == 409:
             return Conflict(f"{scope}: {detail}")
         return GitHubError(f"{scope}: GitHub answered {reply.status} ({detail})")
+
+    def _grant(self) -> str:
+        if self.credentials.method == "app":
+            return "grant it in the App's settings, then approve it on the installation"
+        return "use a token that has it"
 
     def _permission(self, scope: Scope) -> str:
         if self.credentials.method == "app":
