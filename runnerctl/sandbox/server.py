@@ -229,6 +229,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 response.headers.update(window.headers())
                 return response
         response.headers.update(ctx.limiter.spend(key, limit).headers())
+        response.headers["X-GitHub-Api-Version-Selected"] = version or SUPPORTED_API_VERSIONS[0]
         return response
 
     def _error(self, error: ApiError) -> Response:

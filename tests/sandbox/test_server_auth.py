@@ -45,6 +45,7 @@ def test_api_versions_outside_the_supported_ones_are_refused(sandbox: Sandbox) -
     for version in ("2022-11-28", "2026-03-10"):
         response = get(sandbox, RUNNERS, Authorization=auth, **{"X-GitHub-Api-Version": version})
         assert response.status_code == 200
+        assert response.headers["X-GitHub-Api-Version-Selected"] == version
     retired = get(sandbox, RUNNERS, Authorization=auth, **{"X-GitHub-Api-Version": "2021-01-01"})
     assert retired.status_code == 410
     assert "2021-01-01" in retired.json()["message"]
