@@ -125,14 +125,18 @@ def test_a_timed_demo_runs_jobs_on_a_mixed_pool_and_stops_cleanly(
     assert "private_key" not in config and "app_id" not in config
 
 
-def test_sigint_mid_run_stops_everything_and_removes_the_folder(
-    start_demo: Callable[..., Demo],
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_mid_run_stops_everything_and_removes_the_folder(
+    start_demo: Callable[..., Demo], signum: signal.Signals
 ) -> None:
     demo = start_demo("--seconds", "300")
     folder = demo.folder()
     wait_for(lambda: re.search(r" [1-9]\d* succeeded", demo.text()), timeout=90)
 
-    os.killpg(demo.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    if signum == signal.SIGINT:
+        os.killpg(demo.process.pid, signum)  # what a terminal's Ctrl-C does
+    else:
+        os.kill(demo.process.pid, signum)  # what kill(1) or a service manager does
 
     assert_clean_end(demo, folder)
     assert "demo: stopping the manager" in demo.text()
