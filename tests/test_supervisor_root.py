@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,13 +39,21 @@ def small_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
         log.write(f"{time.monotonic()} {os.getpid()}\n")
     if slot.env.get("TEST_BEHAVIOUR") == "crash":
         return 1
-    channel.send(msg.Report(slot=slot.name, state="idle", runner_pid=None))
+    channel.send(msg.Report(slot=slot.name, state="idle", runner_version="1.0.0"))
     while True:
         try:
             message = channel.receive()
         except msg.PeerGone:
             (folder / "orphaned").write_text(str(os.getpid()))
             return 0
+        if isinstance(message, msg.Update):
+            # Move "between jobs": take a moment, then report the new version.
+            began = time.monotonic()
+            time.sleep(0.4)
+            with (folder / "updates.log").open("a") as log:
+                log.write(f"{began} {time.monotonic()}\n")
+            report = msg.Report(slot=slot.name, state="idle", runner_version=message.version)
+            channel.send(report)
         if isinstance(message, msg.Stop):
             with (folder / "stops.log").open("a") as log:
                 log.write(f"{message.mode} {message.deregister}\n")
@@ -69,8 +78,10 @@ class Pool:
             f"{manager}runners:\n{runners}"
         )
 
-    def start(self) -> None:
-        self.process = FORK.Process(target=_run_root, args=(self.config, self.folder))
+    def start(self, janitor: Any = None, notify: Path | None = None) -> None:
+        self.process = FORK.Process(
+            target=_run_root, args=(self.config, self.folder, janitor, notify)
+        )
         self.process.start()
 
     def status(self) -> dict[str, Any]:
@@ -102,11 +113,31 @@ class Pool:
         return int(self.process.exitcode)
 
 
-def _run_root(config: Path, folder: Path) -> None:
+def _run_root(config: Path, folder: Path, janitor: Any, notify: Path | None) -> None:
     os.setpgrp()  # one group for the root and its workers, so a test can end them all
     logging.basicConfig(filename=folder / "root.log", level=logging.INFO, force=True)
-    root = Root(config, load=lambda path: load_config(path, environ={}), worker_main=small_worker)
+    if notify is not None:
+        os.environ["NOTIFY_SOCKET"] = str(notify)
+    root = Root(
+        config,
+        load=lambda path: load_config(path, environ={}),
+        worker_main=small_worker,
+        janitor_main=janitor,
+    )
     os._exit(root.run())
+
+
+def janitor_announcing(version: str) -> Any:
+    """A janitor body that reports ``version`` as the newest runner, then idles."""
+
+    def body(config: Any, channel: msg.Channel) -> int:
+        channel.send(msg.LatestVersion(version=version))
+        with contextlib.suppress(msg.PeerGone):
+            while not isinstance(channel.receive(), msg.Stop):
+                pass
+        return 0
+
+    return body
 
 
 @pytest.fixture
@@ -291,3 +322,53 @@ def test_status_json_is_valid_at_every_read(pool: Pool) -> None:
     has(lambda: pool.states() == {"a": "idle", "b": "idle"})
     for _ in range(50):
         json.loads((pool.state / "status.json").read_text())
+
+
+def test_updates_roll_through_the_latest_slots_a_few_at_a_time(pool: Pool) -> None:
+    names = [f"s{n}" for n in range(8)]
+    pool.write(
+        items(*names, pool=pool) + "  - name: pinned\n    repo: octo/app\n"
+        f"    base_dir: {pool.runners}\n    version: 1.0.0\n"
+    )
+    pool.start(janitor=janitor_announcing("2.0.0"))
+
+    def rolled() -> bool:
+        versions = [slot["runner_version"] for slot in pool.slots().values()]
+        return sorted(versions) == ["1.0.0"] + ["2.0.0"] * 8
+
+    has(rolled)
+    spans = []
+    for name in names:
+        lines = (pool.runners / name / "updates.log").read_text().splitlines()
+        assert len(lines) == 1
+        spans.append(tuple(float(x) for x in lines[0].split()))
+    most_at_once = max(sum(1 for b, e in spans if b <= moment < e) for moment, _ in spans)
+    assert most_at_once <= 2  # a quarter of the 9 slots, at least one
+    assert not (pool.runners / "pinned" / "updates.log").exists()
+    assert pool.slots()["pinned"]["runner_version"] == "1.0.0"
+
+
+def test_systemd_hears_ready_status_reloading_and_stopping(pool: Pool) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = pool.folder / "notify.sock"
+    listener.bind(str(address))
+    listener.settimeout(30)
+    pool.write(items("a", "b", pool=pool))
+    try:
+        pool.start(notify=address)
+
+        def next_containing(text: str) -> str:
+            while True:
+                datagram = listener.recv(4096).decode()
+                if text in datagram:
+                    return datagram
+
+        assert "STATUS=2 slots: 2 idle" in next_containing("READY=1")
+        pool.signal(signal.SIGHUP)
+        next_containing("RELOADING=1")
+        next_containing("READY=1")
+        pool.signal(signal.SIGTERM)
+        next_containing("STOPPING=1")
+        assert pool.exit_code() == 0
+    finally:
+        listener.close()

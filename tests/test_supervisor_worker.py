@@ -366,3 +366,20 @@ def test_a_config_error_is_reported_and_backed_off_not_retried(make_slot: Any) -
 
     slot.send(msg.Stop(mode="now"))
     assert slot.exit_code() == 0
+
+
+def test_an_update_waits_for_the_job_then_relaunches_at_once(make_slot: Any) -> None:
+    slot = make_slot(ephemeral=False, daemonize=False)
+    slot.start()
+    first = idle_runner(slot)
+    (slot.folder / "job").write_text("1.5")
+    has(lambda: slot.last.state == "busy")
+
+    slot.send(msg.Update(version="10.0.0"))
+
+    has(lambda: slot.last.runner_pid not in (None, first) and slot.last.state == "idle")
+    log = (slot.folder / "runner.log").read_text()
+    assert "completed with result: Succeeded" in log
+    assert slot.history().count("started") == 2
+    assert not any(report.state == "backoff" for report in slot.reports)
+    assert slot.last.restarts == 0

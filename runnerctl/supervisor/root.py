@@ -245,8 +245,8 @@ class Root:
         lived = self.clock() - record.started
         log.log(
             logging.INFO if record.stop_sent or self.phase != Phase.RUNNING else logging.WARNING,
-            "exited: %s worker (pid %s, code %s, after %.1fs)",
-            record.name,
+            "exited: %s (pid %s, code %s, after %.1fs)",
+            self.label(record),
             record.process.pid,
             code,
             lived,
@@ -435,7 +435,7 @@ class Root:
         for record in [*self.records.values(), self.janitor]:
             if record.process is None or record.process.pid is None:
                 continue
-            log.error("killing: %s worker (pid %d)", record.name, record.process.pid)
+            log.error("killing: %s (pid %d)", self.label(record), record.process.pid)
             _kill(record.process.pid, os.kill)
             runner = record.report.runner_pid
             if runner and not record.slot.daemonize and record.stop_sent != "detach":
@@ -567,6 +567,10 @@ class Root:
         if self.janitor.channel is not None:
             ends.append(self.janitor.channel.connection)
         return ends
+
+    def label(self, record: WorkerRecord) -> str:
+        """How logs name a child: ``ci-2 worker`` or ``janitor``."""
+        return JANITOR if record is self.janitor else f"{record.name} worker"
 
     def new_record(self, slot: SlotSettings) -> WorkerRecord:
         manager = self.config.manager

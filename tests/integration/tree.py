@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,13 @@ class Manager:
                 os.killpg(self.process.pid, signal.SIGKILL)
             with _gone(subprocess.TimeoutExpired):
                 self.process.wait(10)
-        for pid in processes_under(self.folder):
-            with _gone():
-                os.kill(pid, signal.SIGKILL)
+        # A runner being started at this moment may appear after the first sweep.
+        deadline = time.monotonic() + 10
+        while (left := processes_under(self.folder)) and time.monotonic() < deadline:
+            for pid in left:
+                with _gone():
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
 
     # What the root publishes ------------------------------------------------------
 
