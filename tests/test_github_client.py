@@ -62,16 +62,44 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_every_request_carries_githubs_headers() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+class _Exhausted(BaseHTTPRequestHandler):
+    """Answers the first request as a spent primary rate limit resetting in 2 s."""
+
+    answered: list[float] = []
+
+    def do_GET(self) -> None:
+        first = not type(self).answered
+        type(self).answered.append(time.time())
+        body = b"{}" if not first else b'{"message": "API rate limit exceeded"}'
+        self.send_response(403 if first else 200)
+        if first:
+            self.send_header("x-ratelimit-remaining", "0")
+            self.send_header("x-ratelimit-reset", str(int(time.time()) + 2))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), request.param)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        transport = Transport(f"http://127.0.0.1:{server.server_port}", FAST)
-        transport.request("GET", "/repos/octo/app/actions/runners", "Bearer x")
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("local_server", [_Recorder], indirect=True)
+def test_every_request_carries_githubs_headers(local_server: str) -> None:
+    transport = Transport(local_server, FAST)
+    transport.request("GET", "/repos/octo/app/actions/runners", "Bearer x")
+
     headers = _Recorder.seen[-1]
     assert headers["accept"] == "application/vnd.github+json"
     assert headers["x-github-api-version"] == "2022-11-28"
@@ -132,6 +160,18 @@ def test_secondary_rate_limit_waits_for_retry_after(sandbox: Sandbox, github: Gi
 
     assert waited >= 1.0
     assert [status for _, status in runner_calls(sandbox)][-2:] == [403, 304]
+
+
+@pytest.mark.parametrize("local_server", [_Exhausted], indirect=True)
+def test_primary_rate_limit_waits_until_reset(local_server: str) -> None:
+    transport = Transport(local_server, FAST)
+
+    reply = transport.request("GET", "/repos/octo/app/actions/runners", "Bearer x")
+
+    assert reply.status == 200
+    first, second = _Exhausted.answered
+    assert second - first >= 1.0  # waited for x-ratelimit-reset (+1 s), not at once
+    assert transport.calls == 2
 
 
 def test_long_primary_rate_limit_raises_instead_of_waiting(
