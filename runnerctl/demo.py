@@ -56,6 +56,7 @@ STOP_TIMEOUT = 20.0
 STOP_GRACE = 15.0
 RUNNING_NOTE = "Ctrl-C stops the pool and cleans up."
 STOPPING_NOTE = "Stopping: running jobs finish first; Ctrl-C again cuts them short."
+HURRIED_NOTE = "Stopping now; Ctrl-C again kills the manager and its runners."
 MAX_SLOTS = 16
 #: Variables of the caller's environment the manager must not see: they would point
 #: it at another GitHub or another config (an Actions job sets several).
@@ -241,13 +242,14 @@ class DemoSession:
     # Steps ------------------------------------------------------------------------
 
     def announce(self, seconds: float | None) -> None:
+        """The first line: what this is, how it ends, and where its folder is."""
         ephemeral = sum(kind == "jit" for kind in self.kinds.values())
-        pool = f"{len(self.kinds)} runners ({ephemeral} ephemeral, {len(self.kinds) - ephemeral} "
+        pool = f"{ephemeral} ephemeral and {len(self.kinds) - ephemeral} persistent runners"
         until = f"stops after {seconds:g}s or on Ctrl-C" if seconds else "Ctrl-C stops it"
         after = "keeps" if self.keep else "removes"
         self.view.say(
-            f"runnerctl demo: a manager keeps {pool}persistent) online against a loopback "
-            f"GitHub on 127.0.0.1, no account needed; {until} and {after} its folder {self.folder}"
+            f"runnerctl demo: a manager keeps {pool} online against a loopback GitHub on "
+            f"127.0.0.1, no account needed; {until} and {after} its folder {self.folder}"
         )
 
     def start(self) -> None:
@@ -316,8 +318,8 @@ class DemoSession:
         )
 
     def stop_manager(self) -> int | None:
-        """SIGTERM (running jobs finish), SIGINT on a second Ctrl-C, SIGKILL past the
-        bound; the manager's exit code, None when it had to be killed."""
+        """SIGTERM (running jobs finish), SIGINT on a second Ctrl-C, SIGKILL on a third
+        or past the bound; the manager's exit code, None when it had to be killed."""
         assert self.manager is not None
         if self.manager.poll() is not None:
             return self.manager.returncode
@@ -326,15 +328,18 @@ class DemoSession:
         self.manager.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT + STOP_GRACE
         while self.manager.poll() is None:
-            if self.signals.count > seen and not hurried:
+            # One step further per look: a hasty double Ctrl-C only stops now, no kill.
+            pressed = self.signals.count > seen
+            seen = self.signals.count
+            if pressed and not hurried:
                 hurried = True
                 self.view.say("demo: stopping now (SIGINT to the manager); jobs are cut short")
                 self.manager.send_signal(signal.SIGINT)
-            if time.monotonic() >= deadline:
-                self.view.say(f"demo: the manager (pid {pid}) did not stop in time; killing it")
+            elif (pressed and hurried) or time.monotonic() >= deadline:
+                self.view.say(f"demo: killing the manager (pid {pid}) and its runners")
                 self.kill_manager()
                 return None
-            self.view.show(self.snapshot(note=STOPPING_NOTE if not hurried else ""))
+            self.view.show(self.snapshot(note=HURRIED_NOTE if hurried else STOPPING_NOTE))
             time.sleep(TICK)
         log.info("exited: manager (pid %d, code %s)", pid, self.manager.returncode)
         return self.manager.returncode
