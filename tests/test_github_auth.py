@@ -238,3 +238,19 @@ def test_read_only_installation_is_told_to_grant_write(sandbox: Sandbox, tmp_pat
     assert github.list_runners(REPO) == []  # reading is allowed
     with pytest.raises(PermissionDenied, match="lacks the App permission administration: write"):
         github.registration_token(REPO)
+
+
+def test_reinstalled_app_is_discovered_again(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A cached lookup names an installation that no longer exists (the App was reinstalled).
+    shared = SharedTokens(tmp_path / "github")
+    now = time.time()
+    shared.fetch(f"installation-of {REPO}", lambda: Entry("4242", now + 3600, now))
+    github = GitHub.from_settings(settings(sandbox), state_dir=tmp_path, policy=FAST)
+
+    assert github.registration_token(REPO).value.get_secret_value()
+
+    minted = [(c["path"], c["status"]) for c in calls_to(sandbox, "/access_tokens")]
+    assert minted == [
+        ("/app/installations/4242/access_tokens", 404),
+        (f"/app/installations/{sandbox.installation_id}/access_tokens", 201),
+    ]

@@ -120,7 +120,15 @@ class AppAuth:
         if scope.kind == "enterprise":
             raise AuthError(ENTERPRISE_REFUSAL.format(target=scope.target))
         installation = self.installation_for(scope)
-        return f"Bearer {self._installation_token(installation, stale)}"
+        try:
+            return f"Bearer {self._installation_token(installation, stale)}"
+        except NotFound:
+            if self.installation_id is not None:
+                raise
+            # The App was reinstalled since the lookup was cached: look it up again.
+            self._shared.forget(_installation_key(scope))
+            installation = self.installation_for(scope)
+            return f"Bearer {self._installation_token(installation, stale)}"
 
     def describe(self, scope: Scope) -> str:
         try:
@@ -145,7 +153,7 @@ class AppAuth:
         """The installation that covers ``scope``: configured, cached, or looked up."""
         if self.installation_id is not None:
             return self.installation_id
-        entry = self._shared.fetch(f"installation-of {scope}", lambda: self._discover(scope))
+        entry = self._shared.fetch(_installation_key(scope), lambda: self._discover(scope))
         return int(entry.value)
 
     def _discover(self, scope: Scope) -> Entry:
@@ -228,6 +236,10 @@ def load_private_key(pem: str | None, path: Path | None) -> RSAPrivateKey:
     if not isinstance(key, RSAPrivateKey):
         raise AuthError(f"GitHub App private key {source} is not an RSA key: GitHub Apps use RSA")
     return key
+
+
+def _installation_key(scope: Scope) -> str:
+    return f"installation-of {scope}"
 
 
 def _expect(reply: Reply, status: int, what: str) -> None:

@@ -10,7 +10,6 @@ the scope, who asked, and what to change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from runnerctl.errors import AuthError, Conflict, GitHubError, NotFound, PermissionDenied
@@ -56,26 +55,18 @@ class Caller:
             raise self.failure(scope, reply)
         return reply
 
-    def pages(self, scope: Scope, path: str, params: dict[str, Any]) -> Iterator[Reply]:
-        """Every page of a list about ``scope`` (conditional on ETags)."""
+    def pages(self, scope: Scope, path: str, params: dict[str, Any]) -> list[Reply]:
+        """Every page of a list about ``scope`` (each conditional on its ETag)."""
         authorization = self.credentials.authorization(scope)
-        for reply in self.transport.pages(path, authorization, params):
-            if reply.status == 401:
-                # Restart the walk once with a fresh token; a list is cheap to redo.
-                authorization = self.credentials.authorization(scope, stale=authorization)
-                yield from self._checked_pages(scope, path, params, authorization)
-                return
-            if reply.status >= 400:
-                raise self.failure(scope, reply)
-            yield reply
-
-    def _checked_pages(
-        self, scope: Scope, path: str, params: dict[str, Any], authorization: str | None
-    ) -> Iterator[Reply]:
-        for reply in self.transport.pages(path, authorization, params):
-            if reply.status >= 400:
-                raise self.failure(scope, reply)
-            yield reply
+        replies = list(self.transport.pages(path, authorization, params))
+        if replies[-1].status == 401:
+            # Walk again from the first page with a fresh token: a list is cheap to redo,
+            # and pages from before the refusal might have shifted since.
+            authorization = self.credentials.authorization(scope, stale=authorization)
+            replies = list(self.transport.pages(path, authorization, params))
+        if replies[-1].status >= 400:
+            raise self.failure(scope, replies[-1])
+        return replies
 
     def failure(self, scope: Scope, reply: Reply) -> GitHubError:
         """The error for a final failed reply about ``scope``."""
