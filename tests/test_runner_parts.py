@@ -278,3 +278,32 @@ def test_registration_repr_hides_the_jit_config() -> None:
 
     registration = Registration("jit", "ci-1", 7, SecretStr("eyJzZWNyZXQiOiJ5ZXMifQ=="))
     assert "eyJ" not in repr(registration) and "eyJ" not in str(registration)
+
+
+# -- self-update ---------------------------------------------------------------------------
+
+
+def test_settle_update_waits_for_update_finished(tmp_path: Path) -> None:
+    from runnerctl.runner.install import processes_in, settle_update
+
+    code = "import time, pathlib; time.sleep(1); pathlib.Path('update.finished').touch()"
+    updater = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    try:
+        assert processes_in(tmp_path) == [updater.pid]
+        assert settle_update(tmp_path, timeout=30)
+        assert not (tmp_path / "update.finished").exists()  # consumed
+    finally:
+        updater.kill()
+        updater.wait()
+    assert not settle_update(tmp_path, timeout=30)  # nothing running, nothing to wait for
+
+
+def test_settle_update_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    from runnerctl.runner.install import settle_update
+
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path)
+    try:
+        assert not settle_update(tmp_path, timeout=0.5)
+    finally:
+        stuck.kill()
+        stuck.wait()

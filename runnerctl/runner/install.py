@@ -104,15 +104,16 @@ def _wait_for_change(watch: Inotify, pids: list[int], timeout: float) -> None:
 
 
 def processes_in(directory: Path) -> list[int]:
-    """Live processes whose working folder is ``directory`` (or inside it)."""
+    """Live processes working in ``directory`` itself, as the listener and ``_update.sh`` do.
+
+    Jobs work further down, in ``_work``; what they leave behind does not block an install.
+    """
     root = directory.resolve()
-    found = []
-    for pid in procfs.pids():
-        folder = procfs.cwd(pid)
-        inside = folder is not None and (folder == root or root in folder.parents)
-        if inside and pid != os.getpid() and procfs.alive(pid):
-            found.append(pid)
-    return found
+    return [
+        pid
+        for pid in procfs.pids()
+        if pid != os.getpid() and procfs.cwd(pid) == root and procfs.alive(pid)
+    ]
 
 
 def chown_tree(directory: Path, account: Account) -> None:

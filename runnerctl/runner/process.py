@@ -103,11 +103,20 @@ class RunnerProcess:
             )
         finally:
             os.close(log_fd)
-        # Our unreaped child cannot vanish, so its pid is safe to open and record.
-        pidfd = os.pidfd_open(popen.pid)
-        entry = pidfile.record(popen.pid) or pidfile.PidRecord(popen.pid, 0)
-        pidfile.write(directory / pidfile.PIDFILE_NAME, entry, owner)
-        observer = LogObserver(log_path, popen.pid, offset)
+        pidfd = -1
+        try:
+            # Our unreaped child cannot vanish, so its pid is safe to open and record.
+            pidfd = os.pidfd_open(popen.pid)
+            entry = pidfile.record(popen.pid) or pidfile.PidRecord(popen.pid, 0)
+            pidfile.write(directory / pidfile.PIDFILE_NAME, entry, owner)
+            observer = LogObserver(log_path, popen.pid, offset)
+        except BaseException:
+            # A listener nobody can find or wait on must not run on: end it at once.
+            _kill_group(popen.pid)
+            popen.wait()
+            if pidfd >= 0:
+                os.close(pidfd)
+            raise
         log.info("started: %s (pid %s)", name, popen.pid)
         return cls(name, directory, entry, pidfd, observer, popen)
 

@@ -389,3 +389,20 @@ def test_runs_as_the_slot_user(world: World, open_base: Path) -> None:
     assert world.sandbox.job(job)["status"] == "succeeded"
     ended = process.stop(now=True, timeout=20)
     assert ended is not None and ended.code == 0
+
+
+def test_version_change_keeps_work_and_log(world: World) -> None:
+    runner = world.runner(world.slot(version="2.335.0"))
+    assert runner.install() == "2.335.0"
+    assert runner.install() == "2.335.0"  # already there: left alone
+    work = runner.directory / "_work" / "checkout" / "file.txt"
+    work.parent.mkdir(parents=True)
+    work.write_text("kept")
+    (runner.directory / "runner.log").write_text("an earlier life\n")
+    newer = world.runner(world.slot(version="latest"))
+    assert newer.install() == "2.336.0"
+    assert work.read_text() == "kept"
+    assert (runner.directory / "runner.log").read_text() == "an earlier life\n"
+    process = world.track(newer.start(newer.register()))
+    events_until(process, Online)
+    assert "an earlier life" in (runner.directory / "runner.log").read_text()
