@@ -286,11 +286,11 @@ class DemoSession:
         log.info("started: manager (pid %d, %s)", self.manager.pid, config)
 
     def supervise(self, seconds: float | None) -> bool:
-        """Feed jobs and show the pool until a signal or the time is up; True when the
-        manager ended by itself first."""
+        """Feed jobs and show the pool until a signal, the time is up or the output is
+        gone; True when the manager ended by itself first."""
         assert self.manager is not None
         deadline = None if seconds is None else time.monotonic() + seconds
-        while self.signals.count == 0:
+        while self.signals.count == 0 and not self.view.gone:
             if self.manager.poll() is not None:
                 return True
             if deadline is not None and time.monotonic() >= deadline:

@@ -7,6 +7,9 @@ few seconds, so a log file stays readable and short.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -143,6 +146,7 @@ class LiveView:
 
     def __init__(self, out: TextIO, live: bool | None = None) -> None:
         self.out = out
+        self.gone = False  # the reader went away (``demo | head``): nothing more to show
         self.live = out.isatty() if live is None else live
         self._drawn = 0  # lines of the previous drawing, to move back over
         self._last_plain = float("-inf")
@@ -161,14 +165,12 @@ class LiveView:
         """A message line; on a terminal it goes above the table, which is drawn anew."""
         if self.live:
             self._erase()
-        self.out.write(line + "\n")
-        self.out.flush()
+        self._write(line + "\n")
 
     def close(self) -> None:
         """Leave the last table on screen and give the cursor back."""
         if self.live and self._drawn:
-            self.out.write(SHOW_CURSOR)
-            self.out.flush()
+            self._write(SHOW_CURSOR)
         self._drawn = 0
 
     def _redraw(self, lines: list[str]) -> None:
@@ -177,15 +179,28 @@ class LiveView:
         parts = [HIDE_CURSOR, self._back()]
         parts += [line[:width] + CLEAR_LINE + "\n" for line in lines]
         parts.append(CLEAR_BELOW)
-        self.out.write("".join(parts))
-        self.out.flush()
+        self._write("".join(parts))
         self._drawn = len(lines)
 
     def _erase(self) -> None:
         if self._drawn:
-            self.out.write(self._back() + CLEAR_BELOW + SHOW_CURSOR)
+            self._write(self._back() + CLEAR_BELOW + SHOW_CURSOR)
             self._drawn = 0
 
     def _back(self) -> str:
         """Cursor to the first column of the previous drawing's first line."""
         return f"\x1b[{self._drawn}F" if self._drawn else "\r"
+
+    def _write(self, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self.gone = True
+            # Point the descriptor at /dev/null so the interpreter's last flush is quiet.
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
+                os.close(devnull)
