@@ -254,3 +254,11 @@ def test_reinstalled_app_is_discovered_again(sandbox: Sandbox, tmp_path: Path) -
         ("/app/installations/4242/access_tokens", 404),
         (f"/app/installations/{sandbox.installation_id}/access_tokens", 201),
     ]
+
+
+def test_inline_key_with_escaped_newlines_works(sandbox: Sandbox, tmp_path: Path) -> None:
+    one_line = Path(sandbox.private_key_file).read_text().strip().replace("\n", "\\n")
+    inline = settings(sandbox, private_key_file=None, private_key=one_line)
+    github = GitHub.from_settings(inline, state_dir=tmp_path, policy=FAST)
+
+    assert github.registration_token(REPO).value.get_secret_value()

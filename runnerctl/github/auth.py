@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -164,6 +165,7 @@ class AppAuth:
                 f"the GitHub App {self.app_id} is not installed on {where} {scope.target}: "
                 f"install it there with the permission {APP_PERMISSION[scope.kind]}"
             )
+        _expect(reply, 200, f"installation lookup for {scope}")
         installation = int(reply.body["id"])
         log.info("auth: %s uses installation %d of app %s", scope, installation, self.app_id)
         now = self._clock()
@@ -226,9 +228,11 @@ def load_private_key(pem: str | None, path: Path | None) -> RSAPrivateKey:
                 f"cannot read GitHub App private key {path}: {reason}; check the path "
                 "and that runnerctl may read it"
             ) from None
+    if "\\n" in pem and "\n" not in pem.strip():
+        pem = pem.replace("\\n", "\n")  # an environment file often carries it on one line
     try:
         key = load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise AuthError(
             f"GitHub App private key {source} is not an unencrypted PEM private key: "
             "download a new key from the App's settings page"
