@@ -124,9 +124,12 @@ def manager_environment(sandbox: Sandbox, environ: Mapping[str, str]) -> dict[st
         for name, value in without_notify_variables(environ).items()
         if not name.upper().startswith(FOREIGN_PREFIXES)
     }
-    package_parent = str(Path(runnerctl.__file__).resolve().parent.parent)
-    # The manager runs in the demo's folder: keep runnerctl importable from a checkout.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    package_parent = Path(runnerctl.__file__).resolve().parent.parent
+    if package_parent.name not in ("site-packages", "dist-packages"):
+        # Run from a checkout: the manager's working folder is the demo's, so it would
+        # not find runnerctl without this.
+        parts = [str(package_parent), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(part for part in parts if part)
     env.update(
         {
             "GITHUB_APP_ID": str(sandbox.app_id),
