@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from runnerctl.config.models import GitHubSettings
 from runnerctl.github import GitHub, Policy
+from runnerctl.github.shared_tokens import Entry, SharedTokens
 from runnerctl.sandbox import Sandbox
 from runnerctl.scope import Scope
 
@@ -105,7 +107,16 @@ def test_debug_logs_carry_no_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
-    github = GitHub.from_settings(app_settings(sandbox), state_dir=tmp_path, policy=FAST)
+    # A revoked token in the cache exercises the 401 refresh path as well.
+    now = time.time()
+    revoked = "ghs_revoked" + "x" * 30
+    SharedTokens(tmp_path / "github").fetch(
+        f"installation-token {sandbox.installation_id}", lambda: Entry(revoked, now + 3000, now)
+    )
+    configured = app_settings(sandbox).model_copy(
+        update={"installation_id": sandbox.installation_id}
+    )
+    github = GitHub.from_settings(configured, state_dir=tmp_path, policy=FAST)
     sandbox.add_fault(pattern="/actions/runners$", kind="status", status=502, count=1)
 
     registration = github.registration_token(REPO)
@@ -127,11 +138,13 @@ def test_debug_logs_carry_no_secret(
         removal.value.get_secret_value(),
         jit.encoded.get_secret_value(),
         installation_token,
+        revoked,
         github.credentials.jwt(),
     ]
     key_lines = Path(sandbox.private_key_file).read_text().splitlines()[1:-1]
     text = "\n".join(record.getMessage() for record in caplog.records)
     text += "\n" + "\n".join(repr(record.args) for record in caplog.records)
+    assert "refreshing credentials once" in text
     assert "github: GET" in text  # the capture did see the client's own lines
     assert any(record.name.startswith("urllib3") for record in caplog.records)
     for secret in secrets:
