@@ -31,7 +31,7 @@ from pathlib import Path
 
 from runnerctl.runner import pidfile, procfs
 from runnerctl.runner.environment import Account
-from runnerctl.runner.exits import Exit, explain
+from runnerctl.runner.exits import UPDATE_CODES, Exit, explain
 from runnerctl.runner.logfile import LOG_NAME, open_for_child
 from runnerctl.runner.observe import LISTENER_PROGRAM, Event, LogObserver, worker_of
 
@@ -285,11 +285,25 @@ class RunnerProcess:
             log.warning("killing: %s (pid %s, group)", self.name, self.pid)
             _kill_group(self.pid)
             _readable(self._pidfd, _KILL_WAIT)
-        elif self._exit is None or not self._exit.keep_group:
+        elif self._peek_code() not in UPDATE_CODES:
             # Sweep what the job left in the group while the listener's pid still holds
             # the group id (our unreaped child; an adopted one's group outlives it).
             _kill_group(self.pid)
         return self.exit()
+
+    def _peek_code(self) -> int | None:
+        """The exit code without reaping (so the group id stays ours); None if unknown."""
+        if self._exit is not None:
+            return self._exit.code
+        if self._popen is None:
+            return None
+        try:
+            result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if result is None or result.si_code != os.CLD_EXITED:
+            return None
+        return result.si_status
 
 
 def running_listener(directory: Path) -> pidfile.PidRecord | None:

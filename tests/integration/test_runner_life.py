@@ -406,3 +406,14 @@ def test_version_change_keeps_work_and_log(world: World) -> None:
     process = world.track(newer.start(newer.register()))
     events_until(process, Online)
     assert "an earlier life" in (runner.directory / "runner.log").read_text()
+
+
+def test_a_refused_registration_token_is_replaced_once(world: World) -> None:
+    runner = world.runner()
+    runner.install()
+    world.sandbox.add_fault("runner-registration", "status", status=404, count=1)
+    world.sandbox.clear_calls()
+    registration = runner.register()
+    assert registration.runner_id is not None
+    minted = [c for c in world.sandbox.calls() if c["path"].endswith("/registration-token")]
+    assert len(minted) == 2  # the shared one, then a fresh one after the refusal
