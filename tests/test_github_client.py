@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -133,10 +134,13 @@ def test_unreachable_after_every_retry(sandbox: Sandbox, github: GitHub) -> None
 
 
 def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
-    transport = Transport("http://127.0.0.1:9", FAST)  # the discard port: nothing there
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = Transport(f"http://127.0.0.1:{port}", FAST)
 
     started = time.monotonic()
-    with pytest.raises(Unreachable, match=r"127\.0\.0\.1:9 did not answer .* after 4 attempts"):
+    with pytest.raises(Unreachable, match=rf"127\.0\.0\.1:{port} did not answer .* 4 attempts"):
         transport.request("GET", "/rate_limit", None)
     assert time.monotonic() - started < 5
 
