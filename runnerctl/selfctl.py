@@ -35,7 +35,7 @@ from runnerctl.config import Config, Slot, config_path, load_config
 from runnerctl.config.loader import read_document
 from runnerctl.config.models import RunnerSettings
 from runnerctl.distribution import RunnerCache
-from runnerctl.errors import RunnerctlError, RunnerError
+from runnerctl.errors import ConfigError, RunnerctlError, RunnerError
 from runnerctl.github import GitHub
 from runnerctl.runner import Busy, Exit, Idle, Online, Runner, RunnerProcess
 from runnerctl.runner.describe import RunnerState, describe, runner_folders
@@ -276,6 +276,7 @@ def runner_item(
 def load_slot(item: dict[str, Any], config: str | None) -> tuple[Config, Slot]:
     """Load the config file's sections (if any) with ``item`` as the only runner."""
     document = _base_document(config)
+    origin = str(config_path(config, os.environ)) if document else "the environment"
     document["runners"] = [item]
     defaults = document.get("defaults")
     if isinstance(defaults, dict):
@@ -284,8 +285,21 @@ def load_slot(item: dict[str, Any], config: str | None) -> tuple[Config, Slot]:
     with tempfile.TemporaryDirectory(prefix="self-runner-ctl-") as folder:
         path = Path(folder) / "self-runner-ctl.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        loaded = load_config(path)
+        try:
+            loaded = load_config(path)
+        except ConfigError as error:
+            problems = [_as_options(line, path, origin) for line in error.problems]
+            raise ConfigError(problems) from None
     return loaded, loaded.slots()[0]
+
+
+def _as_options(problem: str, path: Path, origin: str) -> str:
+    """Word a problem of the generated item as the option that caused it."""
+    item = f"{path}: runners[0]."
+    if problem.startswith(item):
+        key, _, message = problem[len(item) :].partition(": ")
+        return f"--{key.replace('_', '-')}: {message}"
+    return problem.replace(str(path), origin)
 
 
 def make_runner(config: Config, slot: Slot) -> Runner:
