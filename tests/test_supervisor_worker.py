@@ -249,7 +249,7 @@ def test_a_job_taken_while_deregistering_keeps_the_drain_going(make_slot: Any) -
 
     slot.send(msg.Stop(mode="drain", deregister=True))
 
-    has(lambda: slot.last.state == "draining")
+    has(lambda: slot.reached("draining"))
     assert alive(runner)  # GitHub refused the delete: the runner is not signalled
     assert slot.exit_code() == 0
     assert slot.history()[-1] == "removed"
@@ -383,3 +383,18 @@ def test_an_update_waits_for_the_job_then_relaunches_at_once(make_slot: Any) -> 
     assert slot.history().count("started") == 2
     assert not any(report.state == "backoff" for report in slot.reports)
     assert slot.last.restarts == 0
+
+
+def test_an_adopted_runner_keeps_its_real_start_time(make_slot: Any) -> None:
+    slot = make_slot(ephemeral=False, daemonize=True)
+    slot.start()
+    idle_runner(slot)
+    started = slot.last.runner_started
+    slot.send(msg.Stop(mode="detach"))
+    assert slot.exit_code() == 0
+    time.sleep(2)  # let the runner age, so that the adoption's own moment would show
+
+    slot.start()
+    report = has(lambda: slot.reached("idle"))
+    assert report.reason == "adopted"
+    assert abs(report.runner_started - started) < 1

@@ -103,6 +103,7 @@ class Worker:
         self.retry_at: float | None = None
         self.deregistered = False
         self.exits = 0
+        self.noticed = False
 
     # The loop -------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class Worker:
             return None
         if proc is None:
             return None
-        self.runner_started, self.took_job = time.time(), proc.busy
+        self.runner_started, self.took_job = started_at(proc), proc.busy
         self.proc = proc
         self.machine.move(SlotState.BUSY if proc.busy else SlotState.IDLE, "adopted")
         return proc
@@ -157,6 +158,8 @@ class Worker:
             return None
         self.runner_started, self.took_job, self.update_to = time.time(), False, None
         self.proc = proc  # before the move, so that its report carries the runner
+        if self.noticed:
+            self.notify("")  # the problem reported before is over
         self.machine.move(SlotState.IDLE, f"pid {proc.pid}")
         return proc
 
@@ -350,6 +353,7 @@ class Worker:
         )
 
     def notify(self, text: str) -> None:
+        self.noticed = bool(text)
         self.channel.send(msg.Notice(slot=self.slot.name, text=text))
 
     def get_runner(self) -> SlotRunner:
@@ -365,6 +369,17 @@ def _stronger(current: msg.Stop | None, new: msg.Stop) -> msg.Stop:
     rank = {"drain": 0, "detach": 1, "now": 2}
     mode = new.mode if rank[new.mode] >= rank[current.mode] else current.mode
     return msg.Stop(mode=mode, deregister=current.deregister or new.deregister)
+
+
+def started_at(proc: RunnerProcess) -> float:
+    """When an adopted listener really started (epoch), from its recorded start time."""
+    ticks = proc.record.start_time
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            boot = next(float(line.split()[1]) for line in stat if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return time.time()
+    return boot + ticks / os.sysconf("SC_CLK_TCK") if ticks else time.time()
 
 
 def runner_id(directory: Path) -> int | None:
