@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from runnerctl.sandbox import Sandbox
 from runnerctl.sandbox.fixtures import sandbox  # noqa: F401 - the fixture
@@ -195,8 +197,11 @@ def test_a_crash_looping_runner_backs_off(manager: Manager) -> None:
     assert manager.process is not None and manager.process.poll() is None
 
 
-def test_status_command_prints_a_row_per_slot(manager: Manager) -> None:
-    manager.write(pool(2, daemonize=False))
+def test_status_command_and_metrics_show_every_slot(manager: Manager) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manager.write(pool(2, daemonize=False), manager=f"  metrics_address: 127.0.0.1:{port}\n")
     manager.start()
     eventually(lambda: manager.all_in("idle", count=2))
 
@@ -212,6 +217,10 @@ def test_status_command_prints_a_row_per_slot(manager: Manager) -> None:
     rows = {line.split()[0]: line.split() for line in shown[4:]}
     assert rows["ci-1"][1] == "idle" and rows["ci-2"][1] == "idle"
     assert rows["ci-1"][2] == str(manager.slots()["ci-1"]["runner_pid"])
+
+    scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'runnerctl_slots{state="idle"} 2.0' in scraped
+    assert 'runnerctl_jobs_completed_total{slot="ci-2"} 0.0' in scraped
 
 
 def test_once_starts_missing_runners_and_retires_removed_ones(manager: Manager) -> None:
