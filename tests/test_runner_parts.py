@@ -307,3 +307,20 @@ def test_settle_update_gives_up_after_its_timeout(tmp_path: Path) -> None:
     finally:
         stuck.kill()
         stuck.wait()
+
+
+def test_only_a_deprecated_version_counts(tmp_path: Path) -> None:
+    log = tmp_path / "runner.log"
+    log.write_text("")
+    observer = LogObserver(log, os.getpid(), offset=0)
+    try:
+        with log.open("a") as out:
+            out.write("Warning: '--once' is going to be deprecated; use '--ephemeral'.\n")
+        observer.read_events()
+        assert not observer.deprecated
+        with log.open("a") as out:
+            out.write("An error occurred: Runner version v2.300.0 is deprecated.\n")
+        observer.read_events()
+        assert observer.deprecated
+    finally:
+        observer.close()

@@ -31,7 +31,8 @@ LISTENER_PROGRAM = "Runner.Listener"
 _ONLINE = re.compile(r"Listening for Jobs")
 _RUNNING = re.compile(r"Running job: (?P<job>.+?)\s*$")
 _COMPLETED = re.compile(r"Job (?P<job>.+) completed with result: (?P<result>\w+)")
-_DEPRECATED = re.compile(r"deprecat", re.IGNORECASE)
+#: The real runner says "Runner version v2.x is deprecated..." (exit 1, or 7 if asked).
+_DEPRECATED = re.compile(r"\bversion\b.*\bdeprecated\b", re.IGNORECASE)
 #: How much of an existing log an adopted runner's observer reads back for the job name.
 _TAIL_BYTES = 64 * 1024
 
