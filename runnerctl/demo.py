@@ -213,6 +213,7 @@ class DemoSession:
         self.next_call_count = 0.0
         self.log_file: TextIO | None = None
         self.log_handler: logging.Handler | None = None
+        self.log_level = logging.NOTSET
         self.rows: dict[str, SlotRow] = {}
 
     def run(self, seconds: float | None) -> int:
@@ -260,6 +261,7 @@ class DemoSession:
         self.log_handler = logging.StreamHandler(self.log_file)
         self.log_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
         package_logger = logging.getLogger("runnerctl")
+        self.log_level = package_logger.level
         package_logger.addHandler(self.log_handler)
         package_logger.setLevel(logging.INFO)
         try:
@@ -341,6 +343,7 @@ class DemoSession:
             elif (pressed and hurried) or time.monotonic() >= deadline:
                 self.view.say(f"demo: killing the manager (pid {pid}) and its runners")
                 self.kill_manager()
+                log.warning("killed: manager (pid %d)", pid)
                 return None
             self.view.show(self.snapshot(note=HURRIED_NOTE if hurried else STOPPING_NOTE))
             time.sleep(TICK)
@@ -352,13 +355,14 @@ class DemoSession:
         jobs = count_jobs(self.sandbox.jobs())
         self.count_calls(now=True)
         unfinished = jobs["queued"] + jobs["running"]
+        ending = "killed" if code is None else str(code)
         self.view.say(
             f"demo: {jobs['succeeded']} jobs succeeded, {jobs['failed']} failed, "
             f"{jobs['lost']} lost, {jobs['cancelled']} cancelled, {unfinished} not run; "
-            f"{self.api_calls} API calls; manager exit code {code}"
+            f"{self.api_calls} API calls; manager exit code {ending}"
         )
         if early or code != 0:
-            self.view.say(f"demo: the manager ended with code {code}; the end of its log:")
+            self.view.say(f"demo: the manager ended ({ending}); the end of its manager.log:")
             for line in self.log_tail(20):
                 self.view.say("  " + line)
 
@@ -371,7 +375,9 @@ class DemoSession:
             self.view.say(f"demo: killed {leftovers} leftover process(es) in {self.folder}")
         self.sandbox.stop()
         if self.log_handler is not None:
-            logging.getLogger("runnerctl").removeHandler(self.log_handler)
+            package_logger = logging.getLogger("runnerctl")
+            package_logger.removeHandler(self.log_handler)
+            package_logger.setLevel(self.log_level)
             self.log_handler.close()
         if self.keep:
             self.view.say(f"demo: kept {self.folder}")

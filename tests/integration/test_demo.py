@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import signal
@@ -28,7 +29,7 @@ DEMO = (sys.executable, "-m", "runnerctl.manager", "demo")
 SUMMARY = re.compile(
     r"^demo: (?P<succeeded>\d+) jobs succeeded, (?P<failed>\d+) failed, (?P<lost>\d+) lost, "
     r"(?P<cancelled>\d+) cancelled, (?P<unfinished>\d+) not run; (?P<calls>\d+) API calls; "
-    r"manager exit code (?P<code>\S+)$",
+    r"manager exit code (?P<code>-?\w+)$",
     re.MULTILINE,
 )
 FOLDER = re.compile(r"its folder (\S+)$", re.MULTILINE)
@@ -140,6 +141,26 @@ def test_a_signal_mid_run_stops_everything_and_removes_the_folder(
 
     assert_clean_end(demo, folder)
     assert "demo: stopping the manager" in demo.text()
+    assert not folder.exists()
+
+
+def test_a_manager_that_dies_is_reported_and_nothing_is_left(
+    start_demo: Callable[..., Demo],
+) -> None:
+    demo = start_demo("--seconds", "300")
+    folder = demo.folder()
+    wait_for(lambda: re.search(r"ci-1 (idle|busy) \(pid \d+", demo.text()), timeout=90)
+    root = json.loads((folder / "state" / "status.json").read_text())["root"]["pid"]
+
+    os.kill(root, signal.SIGKILL)  # no drain: its workers and runners are orphaned
+
+    assert demo.wait() == 1
+    assert demo.summary()["code"] == "-9"
+    marker = "demo: the manager ended (-9); the end of its manager.log:\n"
+    assert marker in demo.text()
+    tail = demo.text().split(marker, 1)[1].splitlines()
+    assert tail and " runnerctl." in tail[0]  # the manager's own log lines follow
+    assert processes_under(folder) == []
     assert not folder.exists()
 
 
