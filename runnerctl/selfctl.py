@@ -15,6 +15,7 @@ manager's (``GITHUB_TOKEN``, ``GITHUB_APP_*``, ``GHWFAX__...`` overrides). A con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -39,11 +40,14 @@ from runnerctl.errors import ConfigError, RunnerctlError, RunnerError
 from runnerctl.github import GitHub
 from runnerctl.runner import Busy, Exit, Idle, Online, Runner, RunnerProcess
 from runnerctl.runner.describe import RunnerState, describe, runner_folders
+from runnerctl.runner.logfile import LOG_NAME
 from runnerctl.runner.register import local_registration
 
 CONFIG_HELP = "config file for github/manager/defaults (default: $RUNNERCTL_CONFIG, if it exists)"
 #: How long ``--daemonize`` waits for "Listening for Jobs".
 ONLINE_TIMEOUT = 120.0
+#: Lines of runner.log shown when the runner ended badly.
+LOG_TAIL = 8
 #: Budget for Ctrl-C: SIGINT (the job is cancelled), then SIGTERM, then SIGKILL.
 STOP_TIMEOUT = 60.0
 
@@ -228,6 +232,12 @@ def finish(process: RunnerProcess, ended: Exit | None) -> int:
     say(f"exited: {process.name} (pid {process.pid}, {ended})")
     if ended is None or ended.action in ("done", "unknown"):
         return 0
+    log = process.directory / LOG_NAME
+    with contextlib.suppress(OSError):
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
+        say(f"last lines of {log}:")
+        for line in tail:
+            say(f"  {line}")
     return 1
 
 

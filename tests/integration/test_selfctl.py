@@ -173,3 +173,12 @@ def test_errors_are_one_line(operator: Operator) -> None:
     unknown = operator.run("remove", "--name", "never-registered")
     assert unknown.returncode != 0 and "--repo" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_daemonize_reports_a_runner_that_cannot_come_online(operator: Operator) -> None:
+    operator.sandbox.configure(deprecated_versions=["2.336.0"])
+    done = operator.run("register", "--repo", "octo/app", "--name", "hand-5", "--daemonize")
+    assert done.returncode == 1
+    assert "deprecated" in done.stdout and "latest" in done.stdout
+    assert "last lines of" in done.stdout and "is deprecated" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
