@@ -70,6 +70,7 @@ class WorkerRecord:
             "reason": report.reason,
             "worker_pid": self.process.pid if self.process is not None else None,
             "runner_pid": report.runner_pid,
+            "runner_id": report.runner_id,
             "runner_started": report.runner_started,
             "runner_version": report.runner_version,
             "busy": report.busy,

@@ -18,7 +18,6 @@ stops the listener as soon as it is idle.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ from runnerctl.errors import (
 from runnerctl.runner.exits import Exit
 from runnerctl.runner.observe import Busy, Idle
 from runnerctl.runner.process import RunnerProcess
+from runnerctl.runner.register import local_runner_id
 from runnerctl.supervisor import channel as msg
 from runnerctl.supervisor.children import set_title
 from runnerctl.supervisor.intensity import Backoff
@@ -104,6 +104,7 @@ class Worker:
         self.deregistered = False
         self.exits = 0
         self.noticed = False
+        self.runner_id: int | None = None
 
     # The loop -------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Worker:
         if proc is None:
             return None
         self.runner_started, self.took_job = started_at(proc), proc.busy
+        self.runner_id = None  # read back from the folder's .runner when reported
         self.proc = proc
         self.machine.move(SlotState.BUSY if proc.busy else SlotState.IDLE, "adopted")
         return proc
@@ -153,6 +155,7 @@ class Worker:
             if self.poll_control():
                 return None
             proc = runner.start(registration)
+            self.runner_id = getattr(registration, "runner_id", None)
         except (RunnerctlError, OSError) as error:
             self.fail(error)
             return None
@@ -183,7 +186,7 @@ class Worker:
         """The runner exited: release it and remember how it ended."""
         assert self.proc is not None
         self.proc.close()
-        self.proc, self.last_exit = None, ended.code
+        self.proc, self.last_exit, self.runner_id = None, ended.code, None
         self.exits += 1
         lived = time.time() - (self.runner_started or time.time())
         log.info("exited: %s (%s, after %.0fs)", self.slot.name, ended, lived)
@@ -340,7 +343,7 @@ class Worker:
                 state=self.machine.state.value,
                 reason=self.machine.reason,
                 runner_pid=proc.pid if proc is not None else None,
-                runner_id=runner_id(self.slot.directory) if proc is not None else None,
+                runner_id=self.current_runner_id() if proc is not None else None,
                 runner_started=self.runner_started if proc is not None else None,
                 runner_version=self.version,
                 busy=self.machine.state is SlotState.BUSY,
@@ -351,6 +354,12 @@ class Worker:
                 retry_at=self.retry_at,
             )
         )
+
+    def current_runner_id(self) -> int | None:
+        """The GitHub id of the running runner: from its registration, else its files."""
+        if self.runner_id is None:
+            self.runner_id = local_runner_id(Path(self.slot.directory))
+        return self.runner_id
 
     def notify(self, text: str) -> None:
         self.noticed = bool(text)
@@ -380,16 +389,6 @@ def started_at(proc: RunnerProcess) -> float:
     except (OSError, StopIteration, ValueError, IndexError):
         return time.time()
     return boot + ticks / os.sysconf("SC_CLK_TCK") if ticks else time.time()
-
-
-def runner_id(directory: Path) -> int | None:
-    """The GitHub runner id in the slot's ``.runner`` file (UTF-8 with a BOM), if any."""
-    try:
-        data = json.loads((directory / ".runner").read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
-        return None
-    agent = data.get("agentId") if isinstance(data, dict) else None
-    return int(agent) if isinstance(agent, (int, str)) and str(agent).isdigit() else None
 
 
 def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:

@@ -64,6 +64,10 @@ def test_a_pool_comes_up_holds_its_count_and_names_itself(manager: Manager) -> N
     worker = manager.slots()["ci-1"]["worker_pid"]
     assert cmdline(worker) == "runnerctl-manager: worker ci-1 [idle]"
     first = {name: slot["runner_pid"] for name, slot in manager.slots().items()}
+    online = manager.online()
+    assert {n: s["runner_id"] for n, s in manager.slots().items()} == {
+        name: online[name]["id"] for name in ("ci-1", "ci-2")
+    }
 
     jobs = [manager.sandbox.enqueue_job(["self-hosted"], duration=0.5) for _ in range(2)]
     for job in jobs:
