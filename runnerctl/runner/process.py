@@ -83,6 +83,7 @@ class RunnerProcess:
         ``account`` runs it as another user (the caller must be root). stdout and
         stderr append to ``runner.log``; ``runner.pid`` is written before returning.
         """
+        directory = directory.absolute()  # the program path must not depend on cwd
         log_path = directory / LOG_NAME
         owner = (account.uid, account.gid) if account else None
         log_fd = open_for_child(log_path, owner)
@@ -130,11 +131,11 @@ class RunnerProcess:
         for in /proc, so a slot never ends up with two listeners.
         """
         directory = directory.resolve()
-        path = directory / pidfile.PIDFILE_NAME
-        found = _open_recorded(pidfile.read(path), directory) or _open_searched(directory)
+        found = _find(directory)
         if found is None:
             return None
         entry, pidfd = found
+        path = directory / pidfile.PIDFILE_NAME
         if pidfile.read(path) != entry:
             pidfile.write(path, entry)
         try:
@@ -308,13 +309,17 @@ class RunnerProcess:
 
 def running_listener(directory: Path) -> pidfile.PidRecord | None:
     """The live listener of ``directory`` (as ``adopt`` would find it), not opened."""
-    directory = directory.resolve()
-    path = directory / pidfile.PIDFILE_NAME
-    found = _open_recorded(pidfile.read(path), directory) or _open_searched(directory)
+    found = _find(directory.resolve())
     if found is None:
         return None
     os.close(found[1])
     return found[0]
+
+
+def _find(directory: Path) -> tuple[pidfile.PidRecord, int] | None:
+    """The listener of ``directory`` (resolved) and a pidfd on it: recorded, else searched."""
+    entry = pidfile.read(directory / pidfile.PIDFILE_NAME)
+    return _open_recorded(entry, directory) or _open_searched(directory)
 
 
 def _readable(fd: int, timeout: float | None) -> bool:
