@@ -87,9 +87,15 @@ class Runner:
     def install(self) -> str:
         """Put the slot's version in its folder (kept when already there); the version."""
         owner = self._run_as() if self.slot.user is not None else None
-        return installing.install(
-            self.directory, self.slot.scope, self.slot.version, self.cache, owner
-        )
+        try:
+            return installing.install(
+                self.directory, self.slot.scope, self.slot.version, self.cache, owner
+            )
+        except PermissionError as error:
+            raise RunnerError(
+                f"{self.slot.name}: cannot prepare {self.directory} ({error.strerror}); "
+                "the manager must run as root to give a runner its own user"
+            ) from None
 
     def register(self) -> Registration:
         """A fresh registration: stale files cleared, then configure (token) or JIT."""
