@@ -26,14 +26,13 @@ from typing import Any, Protocol
 from runnerctl.errors import ConfigError
 from runnerctl.metrics import Metrics
 from runnerctl.supervisor import channel as msg
-from runnerctl.supervisor.children import fork_child, set_title
+from runnerctl.supervisor.children import fork_child
 from runnerctl.supervisor.intensity import RestartIntensity, most_failing
 from runnerctl.supervisor.plan import Current, Retire, Rollable, plan_reconcile, plan_updates
 from runnerctl.supervisor.protocols import JanitorMain, Loader, PoolConfig, SlotSettings, WorkerMain
-from runnerctl.supervisor.records import ConfigFile, WorkerRecord, wall_offset
+from runnerctl.supervisor.publish import Publisher, summary
+from runnerctl.supervisor.records import ConfigFile, WorkerRecord
 from runnerctl.supervisor.signals import SignalInbox
-from runnerctl.supervisor.states import SlotState
-from runnerctl.supervisor.status import write_status
 from runnerctl.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -85,6 +84,7 @@ class Root:
         self.janitor_main = janitor_main
         self.interval_override = interval
         self.notifier = notifier or Notifier()
+        self.publisher = Publisher(Path(config_path), self.notifier, metrics)
         self.extras = extras
         self.metrics = metrics
         self.clock = clock
@@ -98,11 +98,9 @@ class Root:
         self.next_reconcile = 0.0
         self.last_reconcile: float | None = None
         self.config_error = ""
-        self.ready_sent = False
         self.latest_version: str | None = None
         self.pool_sent: dict[str, int | None] | None = None
         self.config: PoolConfig
-        self.observed: set[str] = set()
 
     # The loop -------------------------------------------------------------------
 
@@ -363,7 +361,7 @@ class Root:
         """SIGHUP: reconcile at once, telling systemd a reload is in progress."""
         self.notifier.reloading()
         self.reconcile()
-        self.notifier.ready(self.summary())
+        self.notifier.ready(summary(list(self.records.values())))
 
     def retire(self, record: WorkerRecord, successor: SlotSettings | None) -> None:
         """Drain, deregister and end a slot's worker; with ``successor``, replace it."""
@@ -451,49 +449,18 @@ class Root:
             self.kill()
 
     def publish(self) -> None:
-        """Write status.json, tell systemd, and keep the process title current."""
-        set_title(f"root {self.config_file.path} ({len(self.records)} slots)")
-        offset = wall_offset()
-        write_status(
-            Path(self.config.manager.state_dir),
-            {
-                "root": {
-                    "pid": os.getpid(),
-                    "config": str(self.config_file.path),
-                    "phase": self.phase.value,
-                    "last_reconcile": self.last_reconcile,
-                    "config_error": self.config_error,
-                    "latest_version": self.latest_version,
-                    "slots": len(self.records),
-                },
-                "slots": [record.describe(offset) for record in self.records.values()],
-            },
-        )
-        self.observe()
-        if not self.ready_sent and self.phase == Phase.RUNNING and self.all_started():
-            self.ready_sent = True
-            log.info("ready: %d slots started", len(self.records))
-            self.notifier.ready(self.summary())
-        else:
-            self.notifier.status(self.summary())
+        """Show the pool as it is now: status.json, systemd, metrics, title; tell the janitor."""
+        root = {
+            "phase": self.phase.value,
+            "last_reconcile": self.last_reconcile,
+            "config_error": self.config_error,
+            "latest_version": self.latest_version,
+            "slots": len(self.records),
+        }
+        records = list(self.records.values())
+        state_dir = Path(self.config.manager.state_dir)
+        self.publisher.publish(state_dir, root, records, self.phase == Phase.RUNNING)
         self.send_pool()
-
-    def observe(self) -> None:
-        """Feed the metrics the slots as they are now."""
-        if self.metrics is None:
-            return
-        for name in self.observed - set(self.records):
-            self.metrics.forget_slot(name)
-        self.observed = set(self.records)
-        for record in self.records.values():
-            report = record.report
-            self.metrics.observe_slot(
-                record.name,
-                record.state,
-                report.busy if record.state.running else None,
-                report.jobs_done,
-                report.restarts + record.restarts,
-            )
 
     # Helpers --------------------------------------------------------------------
 
@@ -583,18 +550,6 @@ class Root:
         if self.interval_override is not None:
             return self.interval_override
         return float(self.config.manager.interval)
-
-    def all_started(self) -> bool:
-        early = (SlotState.STARTING, SlotState.INSTALLING, SlotState.REGISTERING)
-        return all(record.state not in early for record in self.records.values())
-
-    def summary(self) -> str:
-        """``4 slots: 3 idle, 1 busy``, for systemd's status line."""
-        counts: dict[str, int] = {}
-        for record in self.records.values():
-            counts[str(record.state)] = counts.get(str(record.state), 0) + 1
-        parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        return f"{len(self.records)} slots: {parts}" if parts else "no slots"
 
 
 class _JanitorSlot:
