@@ -206,7 +206,8 @@ class Runner:
         try:
             return Account.lookup(self.slot.user)
         except LookupError as error:
-            raise RunnerError(f"{self.slot.name}: {error}; create it or change user:") from None
+            message = f"{self.slot.name}: {error}; create it or change the slot's user"
+            raise RunnerError(message) from None
 
     def _refuse_root(self, env: Mapping[str, str], account: Account) -> None:
         """Jobs as root need the operator's explicit yes, in every registration mode."""
