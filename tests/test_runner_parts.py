@@ -324,3 +324,23 @@ def test_only_a_deprecated_version_counts(tmp_path: Path) -> None:
         assert observer.deprecated
     finally:
         observer.close()
+
+
+# -- config.sh -----------------------------------------------------------------------------
+
+
+def test_config_script_is_bounded_and_logged(tmp_path: Path) -> None:
+    from runnerctl.runner import configsh
+
+    script = tmp_path / "config.sh"
+    script.write_text(
+        '#!/bin/sh\necho "token is ${ACTIONS_RUNNER_INPUT_TOKEN:+set}"\nsleep 60 &\nwait\n'
+    )
+    script.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "ACTIONS_RUNNER_INPUT_TOKEN": "secret-value"}
+    result = configsh.run(tmp_path, ["configure"], env, timeout=1.0)
+    assert not result.ok and "took over 1s" in result.output
+    assert "token is set" in result.output and "secret-value" not in result.output
+    assert "token is set" in (tmp_path / "runner.log").read_text()
+    # The script's own children went with it: the whole group was killed.
+    assert [p for p in procfs.pids() if procfs.cwd(p) == tmp_path] == []
