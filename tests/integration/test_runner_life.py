@@ -131,6 +131,9 @@ def test_no_secret_on_any_command_line(world: World) -> None:
     assert any("Runner.Listener run" in line for line in seen)
     leaks = [line for line in seen if token in line or jit_config in line]
     assert leaks == []
+    for runner in (token_runner, jit_runner):
+        log = (runner.directory / "runner.log").read_text()
+        assert token not in log and jit_config not in log
 
 
 def test_runner_environment_is_built_not_inherited(world: World) -> None:
