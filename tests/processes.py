@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -44,10 +45,8 @@ def processes_under(folder: Path) -> list[int]:
 
 def terminate(pid: int, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to ``pid``, ignoring a process that is already gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def alive(pid: int) -> bool:
