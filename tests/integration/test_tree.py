@@ -151,8 +151,7 @@ def test_scale_down_and_removal_wait_for_running_jobs(manager: Manager) -> None:
     manager.write(pool(1, daemonize=False))
     manager.signal(signal.SIGHUP)
 
-    eventually(lambda: manager.states().get("ci-2") == "draining")
-    assert manager.states()["solo"] == "draining"
+    eventually(lambda: manager.states().get("ci-2") == manager.states().get("solo") == "draining")
     for job in jobs:
         assert manager.sandbox.wait_for_job(job["id"], "succeeded", timeout=60)
     eventually(lambda: set(manager.states()) == {"ci-1"})
