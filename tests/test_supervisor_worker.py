@@ -96,6 +96,10 @@ class ScriptRunner:
     def adopt(self) -> RunnerProcess | None:
         return RunnerProcess.adopt(self.slot.name, self.folder)
 
+    def finish_update(self) -> bool:
+        self.note("update-settled")
+        return True
+
     def remove(self) -> None:
         busy_once = self.folder / "busy-once"
         if busy_once.exists():
@@ -398,3 +402,16 @@ def test_an_adopted_runner_keeps_its_real_start_time(make_slot: Any) -> None:
     report = has(lambda: slot.reached("idle"))
     assert report.reason == "adopted"
     assert abs(report.runner_started - started) < 1
+
+
+def test_a_runner_that_updated_itself_is_restarted_without_backoff(make_slot: Any) -> None:
+    slot = make_slot(ephemeral=False, daemonize=False)
+    slot.start()
+    first = idle_runner(slot)
+
+    (slot.folder / "exit").write_text("3")
+
+    has(lambda: slot.last.runner_pid not in (None, first) and slot.last.state == "idle")
+    assert slot.history() == ["registered", "started", "update-settled", "registered", "started"]
+    assert slot.last.last_exit == 3
+    assert not any(report.state == "backoff" for report in slot.reports)

@@ -202,6 +202,9 @@ class Worker:
         if self.update_to is not None:
             self.machine.move(SlotState.INSTALLING, f"update to {self.update_to}")
             return
+        if ended.action == "update" and self.settle_update():
+            self.machine.move(SlotState.INSTALLING, "runner updated itself")
+            return
         self.restarts += 1
         if ended.action == "deprecated":
             self.notify(ended.meaning)
@@ -282,6 +285,15 @@ class Worker:
         log.info("updating: %s to %s", self.slot.name, self.update_to)
         proc.stop(now=True, timeout=STOP_NOW_TIMEOUT)
         return False  # the pidfd turns readable; decide() relaunches
+
+    def settle_update(self) -> bool:
+        """After exit 3 or 4: let the runner's own updater finish; whether it did."""
+        finish = getattr(self.get_runner(), "finish_update", None)
+        try:
+            return bool(finish()) if finish is not None else False
+        except (RunnerctlError, OSError) as error:
+            log.warning("update did not settle: %s (%s)", self.slot.name, error)
+            return False
 
     def deregister(self) -> bool:
         """Remove the registration; False when GitHub says a job just started."""
