@@ -198,6 +198,15 @@ def has(condition: Any, timeout: float = 30) -> Any:
     return wait_for(condition, timeout=timeout)
 
 
+def ignored_signals(pid: int) -> set[signal.Signals]:
+    """The signals a process ignores (``SigIgn`` in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {sig for sig in signal.Signals if mask & (1 << (sig - 1))}
+    return set()
+
+
 def idle_runner(slot: Slot) -> int:
     report = has(lambda: slot.last.state == "idle" and slot.last.runner_pid and slot.last)
     return int(report.runner_pid)
@@ -212,6 +221,7 @@ def test_a_worker_installs_registers_starts_and_names_itself(make_slot: Any) -> 
     assert states[:4] == ["starting", "installing", "registering", "idle"]
     assert slot.last.runner_version == "9.9.9"
     assert alive(runner)
+    assert ignored_signals(runner) & {signal.SIGINT, signal.SIGHUP, signal.SIGTERM} == set()
     title = Path(f"/proc/{slot.process.pid}/cmdline").read_bytes().rstrip(b"\0")
     assert title == b"runnerctl-manager: worker w [idle]"
 

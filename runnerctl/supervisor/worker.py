@@ -88,7 +88,9 @@ class Worker:
         self.channel = channel
         self.clock = clock
         self.machine = SlotStateMachine(slot.name, on_change=self.on_change, clock=clock)
-        self.inbox = SignalInbox([signal.SIGTERM])
+        # SIGINT and SIGHUP are caught and dropped (the root decides what they mean),
+        # not ignored: an ignored signal stays ignored in the runner the worker starts.
+        self.inbox = SignalInbox([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         self.backoff = Backoff()
         self.runner: SlotRunner | None = None
         self.proc: RunnerProcess | None = None
@@ -110,8 +112,6 @@ class Worker:
 
     def run(self) -> int:
         """Adopt or launch, watch, decide, until told to stop; then stop as told."""
-        for ignored in (signal.SIGINT, signal.SIGHUP):
-            signal.signal(ignored, signal.SIG_IGN)  # the root decides what those mean
         self.inbox.install()
         self.report()
         self.proc = self.adopt()
@@ -233,6 +233,8 @@ class Worker:
     def take_control(self) -> None:
         """Read the control pipe and the signal inbox."""
         for signum in self.inbox.take():
+            if signum != signal.SIGTERM:
+                continue
             log.info("signal: %s (worker %s)", signum.name, self.slot.name)
             mode: msg.StopMode = "detach" if self.slot.daemonize else "drain"
             self.stop = self.stop or msg.Stop(mode=mode)

@@ -186,15 +186,15 @@ def test_a_crash_looping_runner_backs_off(manager: Manager) -> None:
     eventually(lambda: manager.states().get("flaky") == "backoff")
 
     manager.sandbox.clear_calls()
-    window = 10.0
+    window = 7.0
     time.sleep(window)  # a measured window: count the listener starts within it
     starts = [
         call
         for call in manager.sandbox.calls()
         if call["method"] == "POST" and call["path"].endswith("/sessions")
     ]
-    # Backing off 1 s, 2 s, 4 s, 8 s ... allows a handful; a hot loop would show dozens.
-    assert 1 <= len(starts) <= 5
+    # Backing off 1 s, 2 s, 4 s ... allows a few; a hot loop would show dozens.
+    assert 1 <= len(starts) <= 4
     slot = manager.slots()["flaky"]
     assert slot["restarts"] >= 2
     assert manager.process is not None and manager.process.poll() is None
