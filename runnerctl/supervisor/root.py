@@ -172,7 +172,7 @@ class Root:
     def take_signals(self) -> None:
         """Act on the signals the handlers recorded, in order."""
         for signum in self.inbox.take():
-            log.info("signal: %s (root pid %d, %s)", signum.name, os.getpid(), self.phase)
+            log.info("signal: %s (root pid %d, %s)", signum.name, os.getpid(), self.phase.value)
             if signum == signal.SIGHUP and self.phase == Phase.RUNNING:
                 self.reload()
             elif signum == signal.SIGTERM and self.phase == Phase.RUNNING:
@@ -203,14 +203,8 @@ class Root:
     def handle_message(self, record: WorkerRecord, message: msg.Message) -> None:
         """Take in one report, notice or version from a child."""
         if isinstance(message, msg.Report):
-            if (
-                self.metrics is not None
-                and message.last_exit is not None
-                and (
-                    message.restarts != record.report.restarts
-                    or message.jobs_done != record.report.jobs_done
-                )
-            ):
+            exited = message.exits > record.report.exits
+            if self.metrics is not None and exited and message.last_exit is not None:
                 self.metrics.runner_exited(record.name, message.last_exit)
             record.report = message
             if record.updating and message.runner_version == self.latest_version:

@@ -81,8 +81,21 @@ def test_a_pool_comes_up_holds_its_count_and_names_itself(manager: Manager) -> N
     assert one_listener_each(manager, ["ci-1", "ci-2"])
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
 def test_a_runner_that_exits_is_followed_by_a_new_one(manager: Manager) -> None:
-    manager.write(pool(1, ephemeral=False, daemonize=False))
+    port = free_port()
+    manager.write(
+        pool(1, ephemeral=False, daemonize=False), manager=f"  metrics_address: 127.0.0.1:{port}\n"
+    )
     manager.start()
     eventually(lambda: manager.all_in("idle", count=1) and manager.online())
     before = manager.slots()["ci-1"]["runner_pid"]
@@ -95,6 +108,7 @@ def test_a_runner_that_exits_is_followed_by_a_new_one(manager: Manager) -> None:
     assert slot["last_exit"] == 2
     assert slot["restarts"] >= 1
     assert not alive(before)
+    assert 'runnerctl_runner_exits_total{code="2",slot="ci-1"} 1.0' in scrape(port)
 
 
 def test_a_killed_worker_is_restarted_and_adopts_its_runner(manager: Manager) -> None:
@@ -201,9 +215,7 @@ def test_a_crash_looping_runner_backs_off(manager: Manager) -> None:
 
 
 def test_status_command_and_metrics_show_every_slot(manager: Manager) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     manager.write(pool(2, daemonize=False), manager=f"  metrics_address: 127.0.0.1:{port}\n")
     manager.start()
     eventually(lambda: manager.all_in("idle", count=2))
@@ -221,7 +233,7 @@ def test_status_command_and_metrics_show_every_slot(manager: Manager) -> None:
     assert rows["ci-1"][1] == "idle" and rows["ci-2"][1] == "idle"
     assert rows["ci-1"][2] == str(manager.slots()["ci-1"]["runner_pid"])
 
-    scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    scraped = scrape(port)
     assert 'runnerctl_slots{state="idle"} 2.0' in scraped
     assert 'runnerctl_jobs_completed_total{slot="ci-2"} 0.0' in scraped
 
