@@ -83,7 +83,7 @@ class ScriptRunner:
         job.chmod(0o755)
         if self.slot.ephemeral:
             (self.folder / "ephemeral").write_text("")
-        return "9.9.9"
+        return "9.9.9" if self.slot.version == "latest" else str(self.slot.version)
 
     def register(self) -> object:
         self.note("registered")
@@ -171,7 +171,7 @@ class Slot:
 
 def _work(slot: Any, connection: Any, parent_end: Any) -> None:
     parent_end.close()
-    os._exit(Worker(slot, lambda: ScriptRunner(slot), msg.Channel(connection)).run())
+    os._exit(Worker(slot, ScriptRunner, msg.Channel(connection)).run())
 
 
 @pytest.fixture
@@ -397,6 +397,7 @@ def test_an_update_waits_for_the_job_then_relaunches_at_once(make_slot: Any) -> 
     assert slot.history().count("started") == 2
     assert not any(report.state == "backoff" for report in slot.reports)
     assert slot.last.restarts == 0
+    assert slot.last.runner_version == "10.0.0"  # the exact version, not latest again
 
 
 def test_an_adopted_runner_keeps_its_real_start_time(make_slot: Any) -> None:

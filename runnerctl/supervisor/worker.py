@@ -79,7 +79,7 @@ class Worker:
     def __init__(
         self,
         slot: SlotSettings,
-        make_runner: Callable[[], SlotRunner],
+        make_runner: Callable[[Any], SlotRunner],
         channel: msg.Channel,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,6 +96,7 @@ class Worker:
         self.proc: RunnerProcess | None = None
         self.stop: msg.Stop | None = None
         self.update_to: str | None = None
+        self.target_version: str | None = None  # for a slot on latest: the newest seen
         self.runner_started: float | None = None
         self.took_job = False
         self.version: str | None = None
@@ -248,6 +249,7 @@ class Worker:
                 self.stop = _stronger(self.stop, message)
             elif isinstance(message, msg.Update):
                 self.update_to = message.version
+                self.aim_at(message.version)
             elif isinstance(message, msg.StatusRequest):
                 self.report()
 
@@ -379,9 +381,21 @@ class Worker:
         self.noticed = bool(text)
         self.channel.send(msg.Notice(slot=self.slot.name, text=text))
 
+    def aim_at(self, version: str) -> None:
+        """A slot on ``latest`` installs ``version`` from now on (until a newer one).
+
+        The exact version, not ``latest`` again: the download cache may remember an
+        older answer for ``latest`` a while longer.
+        """
+        if self.slot.version == "latest" and version != self.target_version:
+            self.target_version, self.runner = version, None
+
     def get_runner(self) -> SlotRunner:
         if self.runner is None:
-            self.runner = self.make_runner()
+            slot: Any = self.slot
+            if self.target_version is not None and hasattr(slot, "model_copy"):
+                slot = slot.model_copy(update={"version": self.target_version})
+            self.runner = self.make_runner(slot)
         return self.runner
 
 
@@ -411,13 +425,13 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
     from runnerctl.github import GitHub
     from runnerctl.runner import Runner
 
-    def make_runner() -> SlotRunner:
+    def make_runner(settings: Any) -> SlotRunner:
         github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
         cache = RunnerCache(
             config.manager.cache_dir, github=github, keep=config.manager.keep_versions
         )
         runner: SlotRunner = Runner(
-            slot, github=github, cache=cache, server_url=config.github.server_url
+            settings, github=github, cache=cache, server_url=config.github.server_url
         )
         return runner
 
