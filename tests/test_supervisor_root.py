@@ -372,3 +372,18 @@ def test_systemd_hears_ready_status_reloading_and_stopping(pool: Pool) -> None:
         assert pool.exit_code() == 0
     finally:
         listener.close()
+
+
+def test_an_unwritable_state_dir_does_not_stop_supervision(pool: Pool) -> None:
+    (pool.folder / "blocker").write_text("a file where a folder should be")
+    pool.state = pool.folder / "blocker" / "state"
+    pool.write(items("a", pool=pool))
+    pool.start()
+
+    log = pool.folder / "root.log"
+    has(lambda: log.exists() and "status not written" in log.read_text())
+    has(lambda: pool.starts("a") == 1)
+    assert pool.process.is_alive()
+    pool.signal(signal.SIGTERM)
+    assert pool.exit_code() == 0
+    assert log.read_text().count("status not written") == 1

@@ -33,6 +33,7 @@ class Publisher:
         self.notifier = notifier
         self.metrics = metrics
         self.ready_sent = False
+        self.write_error = ""
         self._observed: set[str] = set()
 
     def publish(
@@ -45,13 +46,18 @@ class Publisher:
         """Write status.json, tell systemd and the metrics, and retitle the root."""
         set_title(f"root {self.config_path} ({len(records)} slots)")
         offset = wall_offset()
-        write_status(
-            state_dir,
-            {
-                "root": {"pid": os.getpid(), "config": str(self.config_path), **root},
-                "slots": [record.describe(offset) for record in records],
-            },
-        )
+        document = {
+            "root": {"pid": os.getpid(), "config": str(self.config_path), **root},
+            "slots": [record.describe(offset) for record in records],
+        }
+        try:
+            write_status(state_dir, document)
+            self.write_error = ""
+        except OSError as error:
+            # Supervision goes on without status.json; say so once per distinct failure.
+            if str(error) != self.write_error:
+                self.write_error = str(error)
+                log.error("status not written: %s/status.json (%s)", state_dir, error.strerror)
         self.observe(records)
         if not self.ready_sent and running and all(r.state not in EARLY for r in records):
             self.ready_sent = True
