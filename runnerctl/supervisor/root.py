@@ -461,12 +461,18 @@ class Root:
     def spawn(self, record: WorkerRecord) -> None:
         """Fork the worker of one slot."""
         slot, config, main = record.slot, self.config, self.worker_main
-        record.process, record.channel = fork_child(
-            f"worker {slot.name} [starting]",
-            lambda channel: main(slot, config, channel),
-            self.inbox,
-            self.parent_ends(),
-        )
+        try:
+            record.process, record.channel = fork_child(
+                f"worker {slot.name} [starting]",
+                lambda channel: main(slot, config, channel),
+                self.inbox,
+                self.parent_ends(),
+            )
+        except OSError as error:  # out of processes or memory: try again later
+            delay = record.intensity.backoff.next_delay()
+            log.error("fork failed: %s worker (%s); retry in %.0fs", slot.name, error, delay)
+            record.restart_at = self.clock() + delay
+            return
         record.started, record.restart_at, record.stop_sent = self.clock(), None, None
         record.report = msg.Report(slot=slot.name)
         log.info("spawned: %s worker (pid %s)", slot.name, record.process.pid)
