@@ -27,6 +27,8 @@ from runnerctl.config import load_config
 from runnerctl.errors import ConfigError
 from runnerctl.runner.exits import explain
 from runnerctl.sandbox import Sandbox
+from runnerctl.supervisor.states import SlotState
+from runnerctl.supervisor.status import COLUMNS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HEADING = re.compile(r"^### (`+) ?(.+?) ?\1$", re.MULTILINE)
@@ -450,9 +452,13 @@ def test_exit_code_table_matches_the_code() -> None:
 EXAMPLE_ENVIRONMENT = {"GITHUB_TOKEN": "ghp_" + "x" * 36}
 
 
-def fenced_blocks(name: str, language: str) -> list[str]:
-    text = (DOCS / name).read_text(encoding="utf-8")
+def fenced_blocks_in(text: str, language: str) -> list[str]:
+    """The bodies of the ```language blocks of a Markdown text."""
     return re.findall(rf"^```{language}\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+
+
+def fenced_blocks(name: str, language: str) -> list[str]:
+    return fenced_blocks_in((DOCS / name).read_text(encoding="utf-8"), language)
 
 
 def yaml_examples() -> list[str]:
@@ -499,3 +505,20 @@ def test_managed_mode_override_examples_load(tmp_path: Path) -> None:
         except ConfigError as error:
             pytest.fail(f"{name}={value} from docs/managed-mode.md does not load: {error}")
         assert name in config.overrides
+
+
+# docs/operations.md ---------------------------------------------------------------------
+
+
+def test_operations_status_example_has_the_real_layout() -> None:
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Status", 1)[1].split("\n## ", 1)[0]
+    example = fenced_blocks_in(section, "text")[0].splitlines()
+
+    assert re.fullmatch(r"root: pid \d+, running, config /\S+", example[0])
+    assert re.fullmatch(r"last reconcile: \S+ ago", example[1])
+    assert re.split(r"\s{2,}", example[3].strip()) == list(COLUMNS)
+    rows = [line for line in example[4:] if not line.startswith("note: ")]
+    assert all(len(re.split(r"\s{2,}", row.strip())) == len(COLUMNS) for row in rows)
+    states = {re.split(r"\s{2,}", row)[1].split(" (")[0] for row in rows}
+    assert states <= {state.value for state in SlotState}
