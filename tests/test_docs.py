@@ -427,6 +427,35 @@ def test_checksum_mismatch(tmp_path: Path) -> None:
     assert not list((tmp_path / "cache").glob("*.tar.gz")), "a corrupt tarball was kept"
 
 
+def test_no_permission_on_base_dir(github_double: Sandbox, tmp_path: Path) -> None:
+    # /sys refuses a new folder even to root, so this holds for any user running it.
+    config = write_pool(tmp_path, github_double)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(str(tmp_path / "runners"), "/sys/runnerctl-test-base"), encoding="utf-8"
+    )
+    env = clean_environment(tmp_path, GITHUB_TOKEN=github_double.token)
+
+    problem = once_problem(config, env, tmp_path)
+
+    assert_documented(problem, "preparing <base_dir>/<slot>: <reason>")
+
+
+def test_dropped_download(tmp_path: Path) -> None:
+    with Sandbox(repos=["octo/app"], root=tmp_path / "double") as double:
+        double.add_fault("^/_downloads/", "drop")
+        config = write_pool(tmp_path, double)
+        env = clean_environment(tmp_path, GITHUB_TOKEN=double.token)
+
+        problem = once_problem(config, env, tmp_path)
+
+    assert_documented(
+        problem,
+        "download of <tarball> from <url> failed <n> times, last: <error>; "
+        "check that the host is reachable",
+    )
+
+
 # Runner exit codes ---------------------------------------------------------------------
 
 
