@@ -333,7 +333,7 @@ def test_updates_roll_through_the_latest_slots_a_few_at_a_time(pool: Pool) -> No
     pool.start(janitor=janitor_announcing("2.0.0"))
 
     def rolled() -> bool:
-        versions = [slot["runner_version"] for slot in pool.slots().values()]
+        versions = [str(slot["runner_version"]) for slot in pool.slots().values()]
         return sorted(versions) == ["1.0.0"] + ["2.0.0"] * 8
 
     has(rolled)
