@@ -10,8 +10,10 @@ the catalogue follows. The YAML examples of docs/managed-mode.md must load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from runnerctl.runner.exits import explain
 from runnerctl.sandbox import Sandbox
 from runnerctl.supervisor.states import SlotState
 from runnerctl.supervisor.status import COLUMNS
+from tests.processes import wait_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HEADING = re.compile(r"^### (`+) ?(.+?) ?\1$", re.MULTILINE)
@@ -454,6 +457,64 @@ def test_dropped_download(tmp_path: Path) -> None:
         "download of <tarball> from <url> failed <n> times, last: <error>; "
         "check that the host is reachable",
     )
+
+
+@pytest.fixture
+def running_manager(github_double: Sandbox, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``runnerctl-manager run`` with a refused token, its stderr in ``manager.log``."""
+    config = write_pool(tmp_path, github_double)
+    env = clean_environment(tmp_path, GITHUB_TOKEN="ghp_" + "1" * 36)
+    with (tmp_path / "manager.log").open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runnerctl.manager", "run", "--config", str(config)],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=COMMAND_TIMEOUT)
+
+
+def test_a_launch_failure_reaches_the_journal_and_status(
+    running_manager: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "manager.log"
+    refused = (
+        "GitHub refused GITHUB_TOKEN (401 Bad credentials): the token is wrong, "
+        "expired or revoked; set a valid one"
+    )
+
+    line = wait_for(lambda: _line_with(log, "launch failed: ci-1 ("), timeout=60)
+    message = line.split("launch failed: ci-1 (", 1)[1].removesuffix(")")
+    assert_documented(message, refused)
+
+    status = wait_for(lambda: _status_note(tmp_path), timeout=30)
+    assert_documented(status.removeprefix("note: ci-1: "), refused)
+
+    running_manager.send_signal(signal.SIGTERM)
+    assert running_manager.wait(timeout=COMMAND_TIMEOUT) == 0
+
+
+def _line_with(path: Path, text: str) -> str:
+    """The first line of ``path`` holding ``text``; empty while there is none."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return next((line for line in lines if text in line), "")
+
+
+def _status_note(folder: Path) -> str:
+    """The note ``runnerctl-manager status`` shows for ci-1; empty while there is none."""
+    env = clean_environment(folder)
+    done = manager(["status", "--state-dir", str(folder / "state")], env, folder)
+    notes = [line for line in done.stdout.splitlines() if line.startswith("note: ci-1: ")]
+    return notes[0] if notes else ""
 
 
 # Runner exit codes ---------------------------------------------------------------------
