@@ -174,6 +174,25 @@ def test_scale_down_and_removal_wait_for_running_jobs(manager: Manager) -> None:
     eventually(lambda: manager.all_in("idle", count=1) and "ci-1" in manager.online())
 
 
+def test_an_invalid_config_on_reload_is_ignored(manager: Manager) -> None:
+    manager.write(pool(1, daemonize=False))
+    manager.start()
+    eventually(lambda: manager.all_in("idle", count=1) and manager.online())
+    before = manager.slots()["ci-1"]
+
+    manager.write(pool(1, daemonize=False) + "  - name: bad\n    repo: octo\n")
+    manager.signal(signal.SIGHUP)
+
+    eventually(lambda: manager.status()["root"]["config_error"])
+    after = manager.slots()
+    assert set(after) == {"ci-1"}
+    assert (after["ci-1"]["worker_pid"], after["ci-1"]["runner_pid"]) == (
+        before["worker_pid"],
+        before["runner_pid"],
+    )
+    assert "config invalid: " in manager.log.read_text()
+
+
 def test_sigterm_ends_everything_within_stop_timeout(manager: Manager) -> None:
     manager.write(pool(2, daemonize=False), manager="  stop_timeout: 8\n")
     manager.start()
