@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,12 @@ from runnerctl.supervisor.plan import (
     plan_reconcile,
     plan_updates,
 )
-from runnerctl.supervisor.records import ConfigFile
+from runnerctl.supervisor.records import ConfigFile, WorkerRecord
+from runnerctl.supervisor.root import Phase, Root
 from runnerctl.supervisor.signals import SignalInbox
 from runnerctl.supervisor.states import InvalidTransition, SlotState, SlotStateMachine
 from runnerctl.supervisor.status import duration, format_table, read_status, write_status
+from runnerctl.systemd import Notifier
 
 
 class Clock:
@@ -298,3 +301,59 @@ def test_status_table_has_one_row_per_slot() -> None:
 
 def test_durations_read_short() -> None:
     assert [duration(s) for s in (None, 5, 65, 3700, 90000)] == ["-", "5s", "1m05s", "1h1m", "1d1h"]
+
+
+# The root's clock seam ------------------------------------------------------------
+
+
+def make_root(clock: Clock) -> Root:
+    def never(path: Path) -> Any:
+        raise AssertionError("no config is loaded in these tests")
+
+    return Root(
+        Path("/nonexistent.yaml"),
+        load=never,
+        worker_main=lambda *a: 0,
+        notifier=Notifier(environ={}),
+        clock=clock,
+    )
+
+
+class StandInSlot:
+    name, version, ephemeral, daemonize, directory = "ci-1", "latest", True, False, Path("/")
+
+    def fingerprint(self) -> str:
+        return "f"
+
+
+def test_the_root_sleeps_until_the_next_thing_due() -> None:
+    clock = Clock()
+    root = make_root(clock)
+    root.next_reconcile = clock.now + 10
+    assert root.timeout() == 10
+
+    waiting = WorkerRecord(slot=StandInSlot(), intensity=RestartIntensity(clock=clock))
+    waiting.restart_at = clock.now + 4
+    root.records["ci-1"] = waiting
+    assert root.timeout() == 4
+
+    root.phase, root.drain_deadline = Phase.DRAINING, clock.now + 2
+    assert root.timeout() == 2
+    clock.now += 5
+    assert root.timeout() == 0
+
+
+def test_deadlines_move_a_drain_to_a_stop_then_to_kills() -> None:
+    clock = Clock()
+    root = make_root(clock)
+    root.phase = Phase.DRAINING
+    root.drain_deadline, root.final_deadline = clock.now + 5, clock.now + 8
+
+    clock.now += 5
+    root.enforce_deadlines()
+    assert (root.phase, root.drain_deadline) == (Phase.STOPPING, None)
+
+    clock.now += 3
+    root.enforce_deadlines()
+    assert root.phase is Phase.KILLING and root.final_deadline is None
+    assert root.finished()
