@@ -57,6 +57,15 @@ def test_state_machine_follows_a_runner_life_and_logs_each_move(
     assert "state: ci-1 busy -> idle" in caplog.text
 
 
+def test_a_new_reason_in_the_same_state_is_reported_again() -> None:
+    seen: list[str] = []
+    machine = SlotStateMachine("ci-1", on_change=lambda old, new: seen.append(machine.reason))
+    machine.move(SlotState.BACKOFF, "retry in 1s")
+    machine.move(SlotState.BACKOFF, "retry in 2s")
+    machine.move(SlotState.BACKOFF, "retry in 2s")
+    assert seen == ["retry in 1s", "retry in 2s"]
+
+
 def test_state_machine_refuses_a_move_outside_the_table() -> None:
     machine = SlotStateMachine("ci-1")
     machine.move(SlotState.STOPPED)

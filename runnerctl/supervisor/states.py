@@ -93,7 +93,10 @@ class SlotStateMachine:
         """Enter ``new`` (logged); raise InvalidTransition when the table forbids it."""
         old = self.state
         if new == old:
-            self.reason = reason or self.reason
+            if reason and reason != self.reason:
+                self.reason = reason  # same state, news worth reporting (a new retry time)
+                if self._on_change is not None:
+                    self._on_change(old, new)
             return
         if new not in TRANSITIONS[old]:
             raise InvalidTransition(f"slot {self.slot}: {old} -> {new} is not a valid move")

@@ -146,8 +146,8 @@ class Worker:
     def launch(self) -> RunnerProcess | None:
         """Install, register and start a runner; None after a failure was backed off."""
         try:
-            runner = self.get_runner()
             self.machine.move(SlotState.INSTALLING)
+            runner = self.get_runner()
             self.version = runner.install()
             if self.poll_control():
                 return None
