@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from runnerctl import errors
 from runnerctl.config import load_config
@@ -120,8 +120,9 @@ def test_placeholders_match_any_text_and_nothing_else() -> None:
     assert not entry.matches("/etc/r.yaml: no such file, create it (x)")
 
 
-#: Calls whose string arguments become a message a user reads. ``append`` and ``report``
-#: count in runnerctl/config/ only, where problems are collected before being raised.
+#: Calls whose string arguments become a message a user reads. In runnerctl/config/,
+#: where problems are collected before being raised, ``append`` and ``report`` count too,
+#: and so do the strings checks yield and parsers return.
 ERROR_CLASSES = {
     name
     for name, value in vars(errors).items()
@@ -134,7 +135,10 @@ CONFIG_CALLS = {"append", "report"}
 def message_fragments(path: Path) -> Iterator[tuple[int, str]]:
     """``(line, text)`` for each literal part of each user-facing message in ``path``."""
     in_config = path.parent.name == "config"
+    handed_back = in_config and path.name != "models.py"  # models return URLs, not problems
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if handed_back and isinstance(node, (ast.Yield, ast.Return)) and node.value is not None:
+            yield from _literals(node.value)  # checks and parsers hand their problems back
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -143,9 +147,13 @@ def message_fragments(path: Path) -> Iterator[tuple[int, str]]:
             continue
         arguments = node.args[2:] if called == "_refusal" else node.args  # (tarball, member, why)
         for argument in arguments:
-            for part in ast.walk(argument):
-                if isinstance(part, ast.Constant) and isinstance(part.value, str):
-                    yield part.lineno, part.value
+            yield from _literals(argument)
+
+
+def _literals(node: ast.AST) -> Iterator[tuple[int, str]]:
+    for part in ast.walk(node):
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            yield part.lineno, part.value
 
 
 def test_every_message_in_the_code_is_in_the_catalogue() -> None:
@@ -324,11 +332,7 @@ def credentials(kind: str, double: Sandbox, folder: Path) -> dict[str, str]:
         return {**app, "GITHUB_APP_PRIVATE_KEY_FILE": str(folder / "app.pem")}
     if kind == "other-key":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         (folder / "other.pem").write_bytes(pem)
         return {**app, "GITHUB_APP_PRIVATE_KEY_FILE": str(folder / "other.pem")}
     if kind == "bad-token":
