@@ -378,8 +378,9 @@ def test_a_config_error_is_reported_and_backed_off_not_retried(make_slot: Any) -
     assert "not owner/repo" in slot.notices[0].text
     assert "registered" not in slot.history()
 
-    slot.send(msg.Stop(mode="now"))
+    slot.send(msg.Stop(mode="drain", deregister=True))
     assert slot.exit_code() == 0
+    assert "removed" not in slot.history()  # nothing was ever registered
 
 
 def test_an_update_waits_for_the_job_then_relaunches_at_once(make_slot: Any) -> None:

@@ -105,6 +105,7 @@ class Worker:
         self.last_exit: int | None = None
         self.retry_at: float | None = None
         self.deregistered = False
+        self.registered = False  # this worker registered or adopted a runner
         self.exits = 0
         self.noticed = False
         self.runner_id: int | None = None
@@ -138,6 +139,7 @@ class Worker:
         if proc is None:
             return None
         self.runner_started, self.took_job = started_at(proc), proc.busy
+        self.registered = True
         self.runner_id = None  # read back from the folder's .runner when reported
         self.proc = proc
         self.machine.move(SlotState.BUSY if proc.busy else SlotState.IDLE, "adopted")
@@ -153,6 +155,7 @@ class Worker:
                 return None
             self.machine.move(SlotState.REGISTERING)
             registration = runner.register()
+            self.registered = True
             if self.poll_control():
                 return None
             proc = runner.start(registration)
@@ -225,7 +228,7 @@ class Worker:
             proc.stop(now=True, timeout=STOP_NOW_TIMEOUT)
             proc.close()
             self.proc = None
-        if stop.deregister and not self.deregistered:
+        if stop.deregister and not self.deregistered and self.may_be_registered():
             self.deregister()
         self.machine.move(SlotState.STOPPED)
 
@@ -289,6 +292,10 @@ class Worker:
         log.info("updating: %s to %s", self.slot.name, self.update_to)
         proc.stop(now=True, timeout=STOP_NOW_TIMEOUT)
         return False  # the pidfd turns readable; decide() relaunches
+
+    def may_be_registered(self) -> bool:
+        """Whether a registration might exist: this worker made one, or the folder has one."""
+        return self.registered or (Path(self.slot.directory) / ".runner").exists()
 
     def settle_update(self) -> bool:
         """After exit 3 or 4: let the runner's own updater finish; whether it did."""
