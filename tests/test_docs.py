@@ -72,12 +72,13 @@ def catalogue() -> dict[str, Entry]:
     return {template: Entry(template, to_pattern(template)) for template in templates}
 
 
-def assert_documented(line: str, template: str) -> None:
-    """``line`` is what runnerctl printed; ``template`` the entry that must describe it."""
-    entries = catalogue()
-    assert template in entries, f"docs/troubleshooting.md has no entry {template!r}"
-    assert entries[template].matches(line), (
-        f"runnerctl now prints {line!r}; its entry in docs/troubleshooting.md reads {template!r}"
+def assert_documented(line: str, entry: str) -> None:
+    """``line`` is what runnerctl printed; ``entry`` names the one catalogue entry
+    (a part of its template) that must describe it."""
+    found = [e for template, e in catalogue().items() if entry in template]
+    assert len(found) == 1, f"docs/troubleshooting.md has {len(found)} entries with {entry!r}"
+    assert found[0].matches(line), (
+        f"runnerctl now prints {line!r}; docs/troubleshooting.md reads {found[0].template!r}"
     )
 
 
@@ -177,97 +178,48 @@ def test_every_message_in_the_code_is_in_the_catalogue() -> None:
 GOOD_RUNNERS = "runners:\n  - name: ci\n    repo: octo/app\n"
 
 
-def config_case(name: str, template: str, yaml: str | None = GOOD_RUNNERS, **env: str) -> Any:
+def config_case(name: str, entry: str, yaml: str | None = GOOD_RUNNERS, **env: str) -> Any:
     """One bad input for print-config: the file (None: no file), variables, the entry."""
-    return pytest.param(yaml, env, template, id=name)
+    return pytest.param(yaml, env, entry, id=name)
 
 
 CONFIG_CASES = [
+    config_case("missing-file", "<file>: no such file;", None),
+    config_case("yaml-syntax", "YAML syntax error", "runners:\n  - {name: a, repo: o/r}\n  x: 1\n"),
+    config_case("key-twice", "given twice", "runners:\n  - name: a\n    name: b\n    repo: o/r\n"),
+    config_case("unknown-key", ": unknown key", "defaults:\n  lables: gpu\n" + GOOD_RUNNERS),
+    config_case("version-v", "X.Y.Z (write", "defaults:\n  version: v2.336.0\n" + GOOD_RUNNERS),
     config_case(
-        "missing-file", "<file>: no such file; create it or name another with --config", None
-    ),
-    config_case(
-        "yaml-syntax",
-        "<file>: line <line>, column <column>: YAML syntax error: <what>",
-        "runners:\n  - name: a\n    repo: o/r\n  name: b\n",
-    ),
-    config_case(
-        "key-twice",
-        "<file>: line <line>, column <column>: key <key> given twice; keep one",
-        "runners:\n  - name: a\n    name: b\n    repo: o/r\n",
-    ),
-    config_case(
-        "unknown-key",
-        "<file>: <path>: unknown key <key> (<suggestion>)",
-        "defaults:\n  lables: gpu\n" + GOOD_RUNNERS,
-    ),
-    config_case(
-        "version-with-v",
-        "<where>: <value> is neither latest nor X.Y.Z (write <version>)",
-        "defaults:\n  version: v2.336.0\n" + GOOD_RUNNERS,
-    ),
-    config_case(
-        "repo-not-owner-repo",
-        "<file>: <path>.repo: <value> is not owner/repo<hint>",
-        "runners:\n  - name: ci\n    repo: octo\n",
+        "repo-not-owner-repo", "is not owner/repo", "runners:\n  - {name: a, repo: octo}\n"
     ),
     config_case(
         "duplicate-names",
-        "<file>: <path>: runner name <name> is also used by <other path>; "
-        "names must be unique (case-insensitive)",
+        "is also used by",
         "runners:\n  - {name_prefix: ci, count: 2, repo: o/r}\n  - {name: CI-2, repo: o/r}\n",
     ),
     config_case(
         "jit-persistent",
-        "<file>: <path>: registration: jit needs ephemeral: true (a JIT runner takes one job); "
-        "use registration: token for a persistent runner",
+        "registration: jit needs",
         "runners:\n  - {name: ci, repo: o/r, ephemeral: false, registration: jit}\n",
     ),
-    config_case(
-        "secret-in-file",
-        "<file>: github.<key>: secrets do not belong in this file; set <VARIABLE> in the "
-        "environment (e.g. /etc/runnerctl/runnerctl.env)",
-        GOOD_RUNNERS + "github:\n  token: ghp_notreallyatoken\n",
-    ),
-    config_case(
-        "app-id-without-key",
-        "<file>: github.app_id: has no private key; set GITHUB_APP_PRIVATE_KEY_FILE, "
-        "GITHUB_APP_PRIVATE_KEY or github.private_key_file",
-        GITHUB_APP_ID="12345",
-    ),
-    config_case(
-        "override-bad-value",
-        "<where>: <value> is not a number",
-        GHWFAX__MANAGER__INTERVAL="soon",
-    ),
-    config_case(
-        "override-no-section",
-        "<VARIABLE>: not a setting override (use <PREFIX><SECTION>__<KEY>)",
-        GHWFAX__DEFAULT__LABELS="gpu",
-    ),
-    config_case(
-        "override-no-such-key",
-        "<VARIABLE>: no such setting<hint>",
-        GITHUB_WFA_RUNNER_DEFAULTS__LABLES="gpu",
-    ),
+    config_case("secret-in-file", "secrets do not", GOOD_RUNNERS + "github:\n  token: ghp_x\n"),
+    config_case("app-id-without-key", "has no private key", GITHUB_APP_ID="12345"),
+    config_case("override-bad-value", "is not a number", GHWFAX__MANAGER__INTERVAL="soon"),
+    config_case("override-no-section", "not a setting override", GHWFAX__DEFAULT__LABELS="x"),
+    config_case("override-no-key", "no such setting", GITHUB_WFA_RUNNER_DEFAULTS__LABLES="x"),
     config_case(
         "inline-key-not-pem",
-        "GITHUB_APP_PRIVATE_KEY: is not a PEM private key "
-        "(expected -----BEGIN ... PRIVATE KEY-----)",
+        "PRIVATE_KEY: is not a PEM",
         GITHUB_APP_ID="12345",
         GITHUB_APP_PRIVATE_KEY="not a key",
     ),
-    config_case(
-        "bad-url-variable",
-        "<where>: <value> is not an http(s) URL, e.g. https://github.com",
-        GITHUB_API_URL="api.example.com",
-    ),
+    config_case("bad-url-variable", "is not an http(s) URL", GITHUB_API_URL="api.example.com"),
 ]
 
 
-@pytest.mark.parametrize(("yaml_text", "variables", "template"), CONFIG_CASES)
+@pytest.mark.parametrize(("yaml_text", "variables", "entry"), CONFIG_CASES)
 def test_config_problem_is_in_the_catalogue(
-    tmp_path: Path, yaml_text: str | None, variables: dict[str, str], template: str
+    tmp_path: Path, yaml_text: str | None, variables: dict[str, str], entry: str
 ) -> None:
     path = tmp_path / "runnerctl.yaml"
     if yaml_text is not None:
@@ -279,7 +231,83 @@ def test_config_problem_is_in_the_catalogue(
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
-    assert_documented(done.stderr.splitlines()[0], template)
+    assert_documented(done.stderr.splitlines()[0], entry)
+
+
+#: Bad files and environments that between them make most configuration problems.
+BAD_CONFIGS = [
+    ("[1, 2]\n", {}),
+    ("# nothing\n", {}),
+    ("defaults: {}\n", {}),
+    ("runners: {a: 1}\nextra: 1\n", {}),
+    ("runners:\n  - 3\n  - {name: ok, repo: o/r}\n", {}),
+    (
+        "defaults:\n  labels: [a, {b: 1}]\n  workdir: /abs\n  base_dir: rel/dir\n"
+        "  env: {ACTIONS_RUNNER_INPUT_X: 1, 'bad name': 2, OK: [1]}\n" + GOOD_RUNNERS,
+        {},
+    ),
+    (
+        "defaults:\n  labels: ''\n  workdir: ../up\n  base_dir: /a/../b\n  ephemeral: maybe\n"
+        "  registration: often\n  runner_group: '-x'\n  user: 'a b'\n  version: [2]\n"
+        + GOOD_RUNNERS,
+        {},
+    ),
+    (
+        "runners:\n  - {name: a, name_prefix: b, repo: o/r}\n  - {repo: o/r}\n"
+        "  - {name: c, count: 2, repo: o/r}\n  - {name: d}\n  - {name: e, repo: o/r, org: o}\n"
+        "  - {name: f, scope: org, repo: o/r}\n  - {name: g, scope: repo, repo: o/r, org: o}\n"
+        "  - {name: h, enterprise: Bad_Slug}\n  - {name: i, org: o/r}\n  - {name: j, org: -x-}\n"
+        "  - {name: k, repo: o}\n  - {name: '', repo: o/r}\n  - {name: '-l', repo: o/r}\n"
+        f"  - {{name_prefix: {'x' * 62}, count: 10, repo: o/r}}\n"
+        f"  - {{name: {'y' * 70}, repo: o/r}}\n"
+        "  - {name: m, repo: o/r, count: 0}\n  - {name_prefix: n, repo: o/r, count: 5000}\n",
+        {},
+    ),
+    (
+        "manager:\n  interval: 0\n  keep_versions: 0\n  metrics_address: nope\n  max_restarts: x\n"
+        "  stop_timeout: [1]\n  cache_dir: 5\n" + GOOD_RUNNERS,
+        {},
+    ),
+    (
+        "github:\n  api_url: ftp://x\n  app_id: 'a b'\n  private_key_file: rel.pem\n"
+        "  installation_id: -1\n  private_key: x\n" + GOOD_RUNNERS,
+        {},
+    ),
+    (
+        "runners:\n  - {name: e, enterprise: acme}\n",
+        {"GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY_FILE": "/k"},
+    ),
+    (
+        GOOD_RUNNERS,
+        {
+            "GHWFAX__MANAGER": "x",
+            "GHWFAX__LABELS": "x",
+            "GHWFAX__GITHUB__TOKEN": "x",
+            "GHWFAX__DEFAULTS__ENV__X": "1",
+            "GHWFAX__DEFAULTS__ENV": "not json",
+            "GITHUB_WFA_RUNNER_MANAGER__INTERVL": "3",
+            "GITHUB_SERVER_URL": "nope",
+            "GITHUB_APP_INSTALLATION_ID": "abc",
+            "GITHUB_APP_PRIVATE_KEY_FILE": "/k",
+            "GITHUB_APP_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\\nx",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "environ"), BAD_CONFIGS)
+def test_every_config_problem_line_has_an_entry(
+    tmp_path: Path, yaml_text: str, environ: dict[str, str]
+) -> None:
+    path = tmp_path / "runnerctl.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ=environ)
+
+    entries = catalogue().values()
+    lost = [line for line in raised.value.problems if not any(e.matches(line) for e in entries)]
+    assert not lost, "docs/troubleshooting.md has no entry for:\n" + "\n".join(lost)
 
 
 # GitHub, downloads and runners: a real `runnerctl-manager once` against the double -------
@@ -342,83 +370,37 @@ def credentials(kind: str, double: Sandbox, folder: Path) -> dict[str, str]:
     return {}
 
 
-def once_case(name: str, template: str, kind: str, repo: str = "octo/app", **item: str) -> Any:
-    return pytest.param(kind, repo, item, template, id=name)
+def once_case(name: str, entry: str, kind: str, repo: str = "octo/app", **item: str) -> Any:
+    return pytest.param(kind, repo, item, entry, id=name)
 
 
 ONCE_CASES = [
-    once_case(
-        "app-not-installed",
-        "the GitHub App <app id> is not installed on <repository or organization> <target>: "
-        "install it there with the permission <permission>",
-        "app",
-        repo="else/where",
-    ),
-    once_case(
-        "missing-key-file",
-        "cannot read GitHub App private key <key file>: <reason>; "
-        "check the path and that runnerctl may read it",
-        "missing-key",
-    ),
-    once_case(
-        "not-a-key",
-        "GitHub App private key <key> is not an unencrypted PEM private key: "
-        "download a new key from the App's settings page",
-        "not-a-key",
-    ),
-    once_case(
-        "key-of-another-app",
-        "GitHub refused the JWT of App <app id> (<reason>): check GITHUB_APP_ID, "
-        "that the private key belongs to that App, and this host's clock",
-        "other-key",
-    ),
-    once_case(
-        "bad-token",
-        "GitHub refused GITHUB_TOKEN (401 Bad credentials): the token is wrong, "
-        "expired or revoked; set a valid one",
-        "bad-token",
-    ),
-    once_case(
-        "no-credentials",
-        "<scope>: no GitHub credentials: set GITHUB_APP_ID with a private key, or GITHUB_TOKEN",
-        "none",
-    ),
-    once_case(
-        "unknown-repository",
-        "<scope>: not found, or <who> cannot see it (<reason>); "
-        "check the name and that it has <permission>",
-        "token",
-        repo="octo/no-such-repo",
-    ),
-    once_case(
-        "unknown-user",
-        "<slot>: user <user> does not exist on this host; create it or change the slot's user",
-        "token",
-        user="no-such-user-here",
-    ),
-    once_case(
-        # /sys refuses a new folder even to root, so this holds for any user running it.
-        "base-dir-not-writable",
-        "preparing <base_dir>/<slot>: <reason>",
-        "token",
-        base_dir="/sys/runnerctl-test-base",
-    ),
+    once_case("app-not-installed", "is not installed on", "app", repo="else/where"),
+    once_case("missing-key-file", "cannot read GitHub App private key", "missing-key"),
+    once_case("not-a-key", "is not an unencrypted PEM", "not-a-key"),
+    once_case("key-of-another-app", "refused the JWT", "other-key"),
+    once_case("bad-token", "refused GITHUB_TOKEN", "bad-token"),
+    once_case("no-credentials", "no GitHub credentials", "none"),
+    once_case("unknown-repository", "not found, or", "token", repo="octo/no-such-repo"),
+    once_case("unknown-user", "does not exist on this host", "token", user="no-such-user"),
+    # /sys refuses a new folder even to root, so this holds for any user running it.
+    once_case("base-dir", "preparing <base_dir>", "token", base_dir="/sys/runnerctl-test"),
 ]
 
 
-@pytest.mark.parametrize(("kind", "repo", "item", "template"), ONCE_CASES)
+@pytest.mark.parametrize(("kind", "repo", "item", "entry"), ONCE_CASES)
 def test_github_and_runner_problem_is_in_the_catalogue(
     github_double: Sandbox,
     tmp_path: Path,
     kind: str,
     repo: str,
     item: dict[str, str],
-    template: str,
+    entry: str,
 ) -> None:
     config = write_pool(tmp_path, github_double, repo, **item)
     env = clean_environment(tmp_path, **credentials(kind, github_double, tmp_path))
 
-    assert_documented(once_problem(config, env, tmp_path), template)
+    assert_documented(once_problem(config, env, tmp_path), entry)
 
 
 def test_installation_without_write_permission(tmp_path: Path) -> None:
@@ -430,11 +412,7 @@ def test_installation_without_write_permission(tmp_path: Path) -> None:
 
         problem = once_problem(config, env, tmp_path)
 
-    assert_documented(
-        problem,
-        "<scope>: <who> lacks <permission> (<reason>); "
-        "grant it in the App's settings, then approve it on the installation",
-    )
+    assert_documented(problem, "lacks <permission> (<reason>); grant it in the App's")
 
 
 def test_checksum_mismatch(tmp_path: Path) -> None:
@@ -445,11 +423,7 @@ def test_checksum_mismatch(tmp_path: Path) -> None:
 
         problem = once_problem(config, env, tmp_path)
 
-    assert_documented(
-        problem,
-        "<tarball> from <url> has SHA-256 <actual>, not the published <expected>; nothing was "
-        "kept (a corrupt download or mirror: retry, or check releases_url)",
-    )
+    assert_documented(problem, "not the published <expected>")
     assert not list((tmp_path / "cache").glob("*.tar.gz")), "a corrupt tarball was kept"
 
 
@@ -461,11 +435,7 @@ def test_dropped_download(tmp_path: Path) -> None:
 
         problem = once_problem(config, env, tmp_path)
 
-    assert_documented(
-        problem,
-        "download of <tarball> from <url> failed <n> times, last: <error>; "
-        "check that the host is reachable",
-    )
+    assert_documented(problem, "failed <n> times")
 
 
 @pytest.fixture
@@ -495,10 +465,7 @@ def running_manager(github_double: Sandbox, tmp_path: Path) -> Iterator[subproce
 def test_a_launch_failure_reaches_the_log_and_status(
     running_manager: subprocess.Popen[str], tmp_path: Path
 ) -> None:
-    refused = (
-        "GitHub refused GITHUB_TOKEN (401 Bad credentials): the token is wrong, "
-        "expired or revoked; set a valid one"
-    )
+    refused = "refused GITHUB_TOKEN"
 
     line = wait_for(lambda: line_with(tmp_path / "manager.log", "launch failed: ci-1 ("), 60)
     assert_documented(line.split("launch failed: ci-1 (", 1)[1].removesuffix(")"), refused)
