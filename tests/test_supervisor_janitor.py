@@ -126,3 +126,23 @@ def test_the_janitor_ends_on_stop_and_on_a_dead_root(
 
 def test_versions_compare_as_numbers() -> None:
     assert version_key("2.336.0") > version_key("2.99.0") > version_key("garbage")
+
+
+def test_sweep_takes_the_latest_pool_after_listing(
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+    pipe: tuple[msg.Channel, msg.Channel],
+) -> None:
+    config = write_config(tmp_path, sandbox, "  - name: ci-1\n    repo: octo/app\n")
+    github = GitHub.from_settings(config.github, state_dir=tmp_path / "state")
+    fresh = github.jit_config(REPO, "ci-1", ["self-hosted"]).runner.id
+    janitor, root_end = Janitor(config, github, pipe[1]), pipe[0]
+    root_end.send(msg.Pool(runners={"ci-1": fresh + 1}))  # an older runner of the slot
+    assert janitor.take_messages()
+    # Meanwhile the slot moved on: it is registering the runner just created.
+    root_end.send(msg.Pool(runners={"ci-1": None}))
+
+    janitor.sweep()
+
+    assert [runner.id for runner in github.list_runners(REPO)] == [fresh]
+    assert janitor.pool == {"ci-1": None}

@@ -67,10 +67,11 @@ class Janitor:
         self.check_every = max(MIN_UPDATE_INTERVAL, float(manager.update_check_interval))
         self.next_sweep = clock() + min(first_sweep_delay, self.sweep_every)
         self.next_check = clock()
+        self.stopping = False
 
     def run(self) -> int:
         """Serve until a Stop arrives or the root is gone."""
-        while True:
+        while not self.stopping:
             timeout = max(0.0, min(self.next_sweep, self.next_check) - self.clock())
             if wait([self.channel.connection], timeout) and not self.take_messages():
                 return 0
@@ -81,6 +82,7 @@ class Janitor:
             if now >= self.next_sweep:
                 self.next_sweep = now + self.sweep_every
                 self.guarded(self.sweep)
+        return 0
 
     def take_messages(self) -> bool:
         """Read the pipe; False when it is time to end."""
@@ -104,15 +106,27 @@ class Janitor:
 
     def sweep(self) -> None:
         """Delete offline ghosts of this pool's names, scope by scope."""
-        by_scope: dict[Scope, dict[str, int]] = {}
-        for slot in self.config.slots():
-            current = self.pool.get(slot.name)
-            if current is not None:
-                by_scope.setdefault(slot.scope, {})[slot.name] = current
-        for scope, runners_now in by_scope.items():
-            for runner in self.github.list_runners(scope):
-                if is_ghost(runner, runners_now):
+        scopes = {slot.scope: None for slot in self.config.slots()}
+        for scope in scopes:
+            listed = self.github.list_runners(scope)
+            # The list took a while: take the root's latest word on each slot's runner,
+            # so a runner registered meanwhile is not mistaken for a ghost.
+            if self.channel.connection.poll(0) and not self.take_messages():
+                self.stopping = True
+                return
+            current = self.current_runners(scope)
+            for runner in listed:
+                if is_ghost(runner, current):
                     self.delete(scope, runner)
+
+    def current_runners(self, scope: Scope) -> dict[str, int]:
+        """Slot name -> its current runner id, for the slots of ``scope`` that have one."""
+        current = {}
+        for slot in self.config.slots():
+            runner_id = self.pool.get(slot.name)
+            if slot.scope == scope and runner_id is not None:
+                current[slot.name] = runner_id
+        return current
 
     def delete(self, scope: Scope, runner: Any) -> None:
         try:
