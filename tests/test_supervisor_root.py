@@ -120,11 +120,18 @@ def _run_root(config: Path, folder: Path, janitor: Any, notify: Path | None) -> 
         os.environ["NOTIFY_SOCKET"] = str(notify)
     root = Root(
         config,
-        load=lambda path: load_config(path, environ={}),
+        load=load_unless_told_to_fail,
         worker_main=small_worker,
         janitor_main=janitor,
     )
     os._exit(root.run())
+
+
+def load_unless_told_to_fail(path: Path) -> Any:
+    """The real loader, except that a file saying ``# fail`` breaks it unexpectedly."""
+    if "# fail" in path.read_text():
+        raise RuntimeError("a loader bug")
+    return load_config(path, environ={})
 
 
 def janitor_announcing(version: str) -> Any:
@@ -387,3 +394,18 @@ def test_an_unwritable_state_dir_does_not_stop_supervision(pool: Pool) -> None:
     pool.signal(signal.SIGTERM)
     assert pool.exit_code() == 0
     assert log.read_text().count("status not written") == 1
+
+
+def test_a_failing_root_stops_its_workers_before_it_exits(pool: Pool) -> None:
+    pool.write(items("a", "b", pool=pool) + "    daemonize: false\n")
+    pool.start()
+    has(lambda: pool.states() == {"a": "idle", "b": "idle"})
+    workers = [slot["worker_pid"] for slot in pool.slots().values()]
+
+    pool.config.write_text(pool.config.read_text() + "# fail\n")
+    pool.signal(signal.SIGHUP)
+
+    assert pool.exit_code() != 0
+    assert not any(alive(pid) for pid in workers)
+    assert (pool.stops("a"), pool.stops("b")) == (["detach True"], ["now True"])
+    assert "root failing: stopping every worker" in (pool.folder / "root.log").read_text()

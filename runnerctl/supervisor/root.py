@@ -117,6 +117,10 @@ class Root:
                     self.reconcile()
                 self.enforce_deadlines()
                 self.publish()
+        except BaseException:
+            log.exception("root failing: stopping every worker")
+            self.abandon()
+            raise
         finally:
             self.phase = Phase.STOPPED
             self.publish()
@@ -432,6 +436,22 @@ class Root:
             runner = record.report.runner_pid
             if runner and not record.slot.daemonize and record.stop_sent != "detach":
                 _kill(runner, os.killpg)
+
+    def abandon(self) -> None:
+        """The loop itself failed: stop the children within KILL_GRACE, then kill them.
+
+        Without this, the interpreter's exit would wait for the workers forever.
+        """
+        self.stop(detach_daemonized=True)
+        deadline = self.clock() + KILL_GRACE
+        children = [r for r in [*self.records.values(), self.janitor] if r.process is not None]
+        while children and self.clock() < deadline:
+            wait([r.process.sentinel for r in children if r.process], deadline - self.clock())
+            children = [r for r in children if r.process and r.process.is_alive()]
+        self.kill()
+        for record in children:
+            if record.process is not None:
+                record.process.join(5)
 
     def enforce_deadlines(self) -> None:
         """Move from draining to stopping to killing as the deadlines pass."""
