@@ -74,3 +74,11 @@ WorkerMain = Callable[[Any, Any, Channel], int]
 
 #: The body of the janitor process: (config, channel to the root) -> exit status.
 JanitorMain = Callable[[Any, Channel], int]
+
+
+class Waitable(Protocol):
+    """An extra fd for the loop, such as the metrics endpoint's listening socket."""
+
+    def fileno(self) -> int: ...
+
+    def handle_ready(self) -> None: ...

@@ -132,3 +132,22 @@ class ConfigFile:
 def wall_offset() -> float:
     """Add to a monotonic time to get epoch seconds."""
     return time.time() - time.monotonic()
+
+
+class JanitorSlot:
+    """Stands in for a slot in the janitor's record (it has no runner)."""
+
+    name = "janitor"
+    version = ""
+    ephemeral = False
+    daemonize = False
+    directory = Path("/")
+
+    def fingerprint(self) -> str:
+        return ""
+
+
+def in_order(records: dict[str, WorkerRecord], order: list[str]) -> dict[str, WorkerRecord]:
+    """The records in config order, retiring ones (no longer in the config) last."""
+    rank = {name: index for index, name in enumerate(order)}
+    return dict(sorted(records.items(), key=lambda item: rank.get(item[0], len(rank))))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from runnerctl.errors import ConfigError
 from runnerctl.metrics import Metrics
@@ -29,9 +29,16 @@ from runnerctl.supervisor import channel as msg
 from runnerctl.supervisor.children import fork_child
 from runnerctl.supervisor.intensity import RestartIntensity, most_failing
 from runnerctl.supervisor.plan import Current, Retire, Rollable, plan_reconcile, plan_updates
-from runnerctl.supervisor.protocols import JanitorMain, Loader, PoolConfig, SlotSettings, WorkerMain
+from runnerctl.supervisor.protocols import (
+    JanitorMain,
+    Loader,
+    PoolConfig,
+    SlotSettings,
+    Waitable,
+    WorkerMain,
+)
 from runnerctl.supervisor.publish import Publisher, summary
-from runnerctl.supervisor.records import ConfigFile, WorkerRecord
+from runnerctl.supervisor.records import ConfigFile, JanitorSlot, WorkerRecord, in_order
 from runnerctl.supervisor.signals import SignalInbox
 from runnerctl.systemd import Notifier
 
@@ -52,14 +59,6 @@ class Phase(str, enum.Enum):
     STOPPING = "stopping"
     KILLING = "killing"
     STOPPED = "stopped"
-
-
-class Waitable(Protocol):
-    """An extra fd for the loop, such as the metrics endpoint's listening socket."""
-
-    def fileno(self) -> int: ...
-
-    def handle_ready(self) -> None: ...
 
 
 class Root:
@@ -90,7 +89,7 @@ class Root:
         self.clock = clock
         self.inbox = SignalInbox([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         self.records: dict[str, WorkerRecord] = {}
-        self.janitor = WorkerRecord(slot=_JanitorSlot(), intensity=RestartIntensity())
+        self.janitor = WorkerRecord(slot=JanitorSlot(), intensity=RestartIntensity())
         self.phase = Phase.RUNNING
         self.drain_deadline: float | None = None
         self.final_deadline: float | None = None
@@ -330,7 +329,7 @@ class Root:
                 record = self.new_record(desired[action.slot])
                 self.records[action.slot] = record
                 self.spawn(record)
-        self.records = _in_order(self.records, list(desired))
+        self.records = in_order(self.records, list(desired))
         self.send_pool()
 
     def reload_if_changed(self) -> bool:
@@ -572,19 +571,6 @@ class Root:
         return float(self.config.manager.interval)
 
 
-class _JanitorSlot:
-    """Stands in for a slot in the janitor's record (it has no runner)."""
-
-    name = JANITOR
-    version = ""
-    ephemeral = False
-    daemonize = False
-    directory = Path("/")
-
-    def fingerprint(self) -> str:
-        return ""
-
-
 def _receiver(root: Root, record: WorkerRecord) -> Callable[[], None]:
     return lambda: root.receive(record)
 
@@ -596,9 +582,3 @@ def _nothing() -> None:
 def _kill(pid: int, how: Callable[[int, int], None]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         how(pid, signal.SIGKILL)
-
-
-def _in_order(records: dict[str, WorkerRecord], order: list[str]) -> dict[str, WorkerRecord]:
-    """The records in config order, retiring ones (no longer in the config) last."""
-    rank = {name: index for index, name in enumerate(order)}
-    return dict(sorted(records.items(), key=lambda item: rank.get(item[0], len(rank))))
