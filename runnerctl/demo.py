@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import argh
 
 import runnerctl
+from runnerctl import procfs
 from runnerctl.demo_view import LiveView, SlotRow, Snapshot, count_jobs, slot_rows
 from runnerctl.errors import ConfigError, RunnerctlError
 from runnerctl.supervisor.status import read_status
@@ -143,24 +144,6 @@ def manager_environment(sandbox: Sandbox, environ: Mapping[str, str]) -> dict[st
     if os.geteuid() == 0:
         env["RUNNER_ALLOW_RUNASROOT"] = "1"  # the actions runner refuses root otherwise
     return env
-
-
-def processes_in(folder: Path) -> list[int]:
-    """Pids (not this one) whose working directory or command line is inside ``folder``."""
-    inside = str(folder.resolve())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                cmdline = handle.read().decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        if cwd == inside or cwd.startswith(inside + "/") or inside in cmdline:
-            found.append(int(entry))
-    return found
 
 
 class SignalFlag:
@@ -426,7 +409,7 @@ class DemoSession:
         sessions, so the manager's process group does not reach them); how many."""
         killed: set[int] = set()
         for _ in range(5):
-            found = [pid for pid in processes_in(self.folder) if pid not in killed]
+            found = [pid for pid in procfs.working_in(self.folder) if pid not in killed]
             if not found:
                 break
             for pid in found:

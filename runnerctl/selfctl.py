@@ -20,7 +20,6 @@ import json
 import os
 import select
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,11 +31,12 @@ from urllib.parse import urlsplit
 import argh
 import yaml
 
+from runnerctl import cli
 from runnerctl.config import Config, Slot, config_path, load_config
 from runnerctl.config.loader import read_document
 from runnerctl.config.models import RunnerSettings
 from runnerctl.distribution import RunnerCache
-from runnerctl.errors import ConfigError, RunnerctlError, RunnerError
+from runnerctl.errors import ConfigError, RunnerError
 from runnerctl.github import GitHub
 from runnerctl.runner import Busy, Exit, Idle, Online, Runner, RunnerProcess
 from runnerctl.runner.describe import RunnerState, describe, runner_folders
@@ -395,26 +395,17 @@ def say(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argh.ArghParser(
-        prog="self-runner-ctl",
-        description="Register, run and remove one self-hosted GitHub Actions runner by hand.",
+    """The argument parser with every command."""
+    return cli.build_parser(
+        "self-runner-ctl",
+        "Register, run and remove one self-hosted GitHub Actions runner by hand.",
+        COMMANDS,
     )
-    argh.add_commands(
-        parser, COMMANDS, name_mapping_policy=argh.assembling.NameMappingPolicy.BY_NAME_IF_KWONLY
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``self-runner-ctl``: errors as one line on stderr, never a traceback."""
-    parser = build_parser()
-    try:
-        argh.dispatch(parser, argv=None if argv is None else list(argv))
-    except RunnerctlError as error:
-        print(error, file=sys.stderr)
-        sys.exit(error.exit_status)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    cli.dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from runnerctl import procfs
+from runnerctl.procfs import alive
+
+__all__ = ["alive", "processes_under", "terminate", "wait_for"]
+
 T = TypeVar("T")
 
 
@@ -27,32 +32,10 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
 
 def processes_under(folder: Path) -> list[int]:
     """Pids whose working directory or command line lies inside ``folder``."""
-    root = str(folder.resolve())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                cmdline = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        if cwd.startswith(root) or root in cmdline:
-            found.append(int(entry))
-    return found
+    return procfs.working_in(folder)
 
 
 def terminate(pid: int, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to ``pid``, ignoring a process that is already gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

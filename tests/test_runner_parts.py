@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runnerctl.runner import explain, pidfile, procfs
+from runnerctl import procfs
+from runnerctl.runner import explain, pidfile
 from runnerctl.runner.environment import Account, build, root_allowed
 from runnerctl.runner.inotify import IN_CREATE, IN_MODIFY, Inotify
 from runnerctl.runner.logfile import open_for_child, rotate

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from runnerctl.runner import pidfile, procfs
+from runnerctl import procfs
+from runnerctl.runner import pidfile
 from runnerctl.runner.environment import Account
 from runnerctl.runner.observe import Busy, Event, Idle, Online
 from runnerctl.runner.process import RunnerProcess

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from runnerctl import procfs
 from runnerctl.distribution import installed_version
 from runnerctl.errors import RunnerError
-from runnerctl.runner import procfs
 from runnerctl.runner.environment import Account
 from runnerctl.runner.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from runnerctl.scope import Scope

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from runnerctl.runner import procfs
+from runnerctl import procfs
 from runnerctl.runner.inotify import IN_MODIFY, Inotify
 
 log = logging.getLogger(__name__)

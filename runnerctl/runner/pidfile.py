@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runnerctl.runner import procfs
+from runnerctl import procfs
 
 PIDFILE_NAME = "runner.pid"
 

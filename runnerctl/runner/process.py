@@ -29,7 +29,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from runnerctl.runner import pidfile, procfs
+from runnerctl import procfs
+from runnerctl.runner import pidfile
 from runnerctl.runner.environment import Account
 from runnerctl.runner.exits import UPDATE_CODES, Exit, explain
 from runnerctl.runner.logfile import LOG_NAME, open_for_child

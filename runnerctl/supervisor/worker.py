@@ -27,6 +27,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from runnerctl import procfs
 from runnerctl.errors import (
     AuthError,
     ConfigError,
@@ -418,12 +419,12 @@ def _stronger(current: msg.Stop | None, new: msg.Stop) -> msg.Stop:
 def started_at(proc: RunnerProcess) -> float:
     """When an adopted listener really started (epoch), from its recorded start time."""
     ticks = proc.record.start_time
+    if not ticks:
+        return time.time()
     try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            boot = next(float(line.split()[1]) for line in stat if line.startswith("btime "))
+        return procfs.started_epoch(ticks)
     except (OSError, StopIteration, ValueError, IndexError):
         return time.time()
-    return boot + ticks / os.sysconf("SC_CLK_TCK") if ticks else time.time()
 
 
 def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from runnerctl import procfs
 from runnerctl.errors import RunnerBusy, RunnerError
-from runnerctl.runner import Busy, Idle, Online, pidfile, procfs
+from runnerctl.runner import Busy, Idle, Online, pidfile
 from runnerctl.runner.observe import worker_of
 from runnerctl.runner.register import local_registration, local_runner_id
 from runnerctl.sandbox import Sandbox

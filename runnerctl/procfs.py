@@ -128,3 +128,27 @@ def is_named(pid: int, program: str) -> bool:
     if name(pid) == program[:15]:
         return True
     return any(os.path.basename(part) == program for part in command(pid)[:2])
+
+
+def working_in(folder: Path) -> list[int]:
+    """Pids, other than this one, whose working folder or command line lies inside ``folder``.
+
+    What the demo and the tests use to prove that nothing they started is left behind.
+    """
+    root = folder.resolve()
+    found = []
+    for pid in pids():
+        if pid == os.getpid():
+            continue
+        where = cwd(pid)
+        in_folder = where is not None and (where == root or root in where.parents)
+        if in_folder or any(str(root) in part for part in command(pid)):
+            found.append(pid)
+    return found
+
+
+def started_epoch(ticks: int) -> float:
+    """The wall-clock time (epoch seconds) of a start time in clock ticks after boot."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        boot = next(float(line.split()[1]) for line in stat if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
