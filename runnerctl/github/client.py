@@ -92,6 +92,7 @@ class Transport:
             }
         )
         self.calls = 0  # answers that count against the rate limit
+        self.rate_remaining: int | None = None  # GitHub's last word on the budget left
         self.not_modified = 0  # 304 answers, which GitHub does not count
 
     def url(self, path: str) -> str:
@@ -196,6 +197,9 @@ class Transport:
             self.not_modified += 1
         else:
             self.calls += 1
+        remaining = response.headers.get("x-ratelimit-remaining", "")
+        if remaining.isdigit():
+            self.rate_remaining = int(remaining)
         log.debug(
             "github: %s %s -> %d (%.3fs)",
             method,

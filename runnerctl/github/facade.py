@@ -96,6 +96,11 @@ class GitHub(RunnerOperations):
         return self.transport.calls
 
     @property
+    def rate_remaining(self) -> int | None:
+        """Requests left in the current rate-limit window, as GitHub last said."""
+        return self.transport.rate_remaining
+
+    @property
     def not_modified(self) -> int:
         """Conditional requests GitHub answered 304 (free against the rate limit)."""
         return self.transport.not_modified

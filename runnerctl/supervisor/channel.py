@@ -104,6 +104,8 @@ class Report(Message):
     exits: int = 0
     last_exit: int | None = None
     retry_at: float | None = None
+    api_calls: int = 0
+    rate_remaining: int | None = None
 
 
 # Root -> janitor -----------------------------------------------------------------

@@ -209,6 +209,8 @@ class Root:
             exited = message.exits > record.report.exits
             if self.metrics is not None and exited and message.last_exit is not None:
                 self.metrics.runner_exited(record.name, message.last_exit)
+            if self.metrics is not None:
+                self.metrics.api(message.api_calls, message.rate_remaining, process=record.name)
             record.report = message
             if record.updating and message.runner_version == self.latest_version:
                 record.updating = False

@@ -83,10 +83,12 @@ class Worker:
         make_runner: Callable[[Any], SlotRunner],
         channel: msg.Channel,
         clock: Callable[[], float] = time.monotonic,
+        api_usage: Callable[[], tuple[int, int | None]] = lambda: (0, None),
     ) -> None:
         self.slot = slot
         self.make_runner = make_runner
         self.channel = channel
+        self.api_usage = api_usage
         self.clock = clock
         self.machine = SlotStateMachine(slot.name, on_change=self.on_change, clock=clock)
         # SIGINT and SIGHUP are caught and dropped (the root decides what they mean),
@@ -361,6 +363,7 @@ class Worker:
     def report(self) -> None:
         """Send the root this slot's whole picture."""
         proc = self.proc
+        api_calls, rate_remaining = self.api_usage()
         self.channel.send(
             msg.Report(
                 slot=self.slot.name,
@@ -376,6 +379,8 @@ class Worker:
                 exits=self.exits,
                 last_exit=self.last_exit,
                 retry_at=self.retry_at,
+                api_calls=api_calls,
+                rate_remaining=rate_remaining,
             )
         )
 
@@ -433,8 +438,14 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
     from runnerctl.github import GitHub
     from runnerctl.runner import Runner
 
+    # One client per worker, made on first use so that a credential problem surfaces
+    # where the worker reports and backs off; its call count is this slot's API share.
+    github: GitHub | None = None
+
     def make_runner(settings: Any) -> SlotRunner:
-        github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
+        nonlocal github
+        if github is None:
+            github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
         cache = RunnerCache(
             config.manager.cache_dir, github=github, keep=config.manager.keep_versions
         )
@@ -443,5 +454,8 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
         )
         return runner
 
+    def api_usage() -> tuple[int, int | None]:
+        return (github.calls, github.rate_remaining) if github is not None else (0, None)
+
     os.environ.pop("NOTIFY_SOCKET", None)  # only the root speaks to systemd
-    return Worker(slot, make_runner, channel).run()
+    return Worker(slot, make_runner, channel, api_usage=api_usage).run()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from runnerctl.sandbox import Sandbox
 from runnerctl.sandbox.fixtures import sandbox  # noqa: F401 - the fixture
@@ -255,6 +256,15 @@ def test_status_command_and_metrics_show_every_slot(manager: Manager) -> None:
     scraped = scrape(port)
     assert 'runnerctl_slots{state="idle"} 2.0' in scraped
     assert 'runnerctl_jobs_completed_total{slot="ci-2"} 0.0' in scraped
+    # Each worker registered its runner through GitHub and says so, with the budget left.
+    samples = {
+        sample.name + str(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+    }
+    for slot in ("ci-1", "ci-2"):
+        assert samples[f"runnerctl_github_api_calls_total[('process', '{slot}')]"] >= 1
+    assert 0 < samples["runnerctl_github_rate_limit_remaining[]"] <= 5000
 
 
 def test_once_starts_missing_runners_and_retires_removed_ones(manager: Manager) -> None:
