@@ -27,7 +27,7 @@ from runnerctl.runner import Busy, Idle, Online, pidfile
 from runnerctl.runner.observe import worker_of
 from runnerctl.runner.register import local_registration, local_runner_id
 from runnerctl.sandbox import Sandbox
-from tests.integration.test_runner_world import (
+from tests.integration.runner_world import (
     MANAGER_ENV,
     REPO,
     SLOW,
@@ -191,7 +191,7 @@ def start_from_a_parent_then_kill_it(world: World, tmp_path: Path) -> int:
         "from runnerctl.distribution import RunnerCache\n"
         "from runnerctl.github import GitHub\n"
         "from runnerctl.runner import Runner\n"
-        "from tests.integration.test_runner_world import MANAGER_ENV\n"
+        "from tests.integration.runner_world import MANAGER_ENV\n"
         "settings = GitHubSettings.model_validate_json(sys.argv[1])\n"
         "slot = Slot.model_validate_json(sys.argv[2])\n"
         "folder = Path(sys.argv[3])\n"
