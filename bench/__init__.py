@@ -1,0 +1,1 @@
+"""Benchmarks of runnerctl against supervisord, circus and a fork-and-wait floor."""
