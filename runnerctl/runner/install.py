@@ -56,7 +56,12 @@ def install(
                 f"{directory}: processes {others} still work here; stop them before installing"
             )
         cache.extract(tarball, directory)
-        log.info("installed: %s into %s (was %s)", tarball.version, directory, current)
+        log.info(
+            "installed: %s into %s (%s)",
+            tarball.version,
+            directory,
+            f"was {current}" if current else "fresh",
+        )
         if account is not None:
             chown_tree(directory, account)
     if account is not None and directory.stat().st_uid != account.uid:
