@@ -23,6 +23,7 @@ from bench import procevents
 from bench.measure import Machine
 from bench.peers import KINDS, run_peer
 from bench.pool import run_pool
+from bench.procevents import ProcEvents
 from bench.table import render
 
 ALL = ("runnerctl", *KINDS)
@@ -70,31 +71,20 @@ def main(argv: list[str]) -> int:
     }
     try:
         with procevents.ProcEvents() as events:
-            cache = folder / "cache"
             if "runnerctl" in args.kinds:
                 say("runnerctl: warming the tarball cache (1 slot)")
-                run_pool(1, "jit", folder / "warm", cache, events, 0, 0.5, 0, 0)
+                run_pool(1, "jit", folder / "warm", folder / "cache", events, 0, 0.5, 0, 0)
             for slots in args.sizes:
                 for kind in args.kinds:
                     say(f"{kind}: {slots} slots")
-                    if kind == "runnerctl":
-                        kills = min(args.kills, slots)
-                        run: Any = run_pool(
-                            slots, "jit", folder / f"runnerctl-{slots}", cache, events,
-                            args.warmup, args.window, args.idle, kills,
-                        )  # fmt: skip
-                    else:
-                        run = run_peer(
-                            kind, slots, folder, events, args.warmup, args.window, args.idle
-                        )
-                    report["runs"].append({"kind": kind, **dataclasses.asdict(run)})
+                    report["runs"].append(measure_one(kind, slots, args, folder, events))
+                    save(report, args.json)
             if "runnerctl" in args.kinds and args.token_slots > 0:
                 say(f"runnerctl: {args.token_slots} slots, token registration")
-                run = run_pool(
-                    args.token_slots, "token", folder / "runnerctl-token", cache, events,
-                    args.warmup, args.window, 0, 0,
-                )  # fmt: skip
-                report["runs"].append({"kind": "runnerctl-token", **dataclasses.asdict(run)})
+                report["runs"].append(
+                    measure_one("runnerctl-token", args.token_slots, args, folder, events)
+                )
+                save(report, args.json)
             report["lost_events"] = events.lost
     except KeyboardInterrupt:
         say("bench: interrupted; everything started was stopped")
@@ -104,10 +94,37 @@ def main(argv: list[str]) -> int:
             say(f"bench: kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+    save(report, args.json)
     print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def measure_one(
+    kind: str, slots: int, args: argparse.Namespace, folder: Path, events: ProcEvents
+) -> dict[str, Any]:
+    """One supervisor at one N; a failure is recorded and the next run goes on."""
+    run: Any
+    try:
+        if kind in ("runnerctl", "runnerctl-token"):
+            mode = "token" if kind == "runnerctl-token" else "jit"
+            kills = min(args.kills, slots) if mode == "jit" else 0
+            idle = args.idle if mode == "jit" else 0
+            run = run_pool(
+                slots, mode, folder / f"{kind}-{slots}", folder / "cache", events,
+                args.warmup, args.window, idle, kills,
+            )  # fmt: skip
+        else:
+            run = run_peer(kind, slots, folder, events, args.warmup, args.window, args.idle)
+    except (RuntimeError, OSError) as error:
+        say(f"bench: {kind} at {slots} slots failed: {error}")
+        return {"kind": kind, "slots": slots, "error": str(error)}
+    return {"kind": kind, **dataclasses.asdict(run)}
+
+
+def save(report: dict[str, Any], path: Path | None) -> None:
+    """Write the figures so far (each run adds to them: an interrupted run keeps them)."""
+    if path is not None:
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def say(line: str) -> None:

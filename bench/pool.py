@@ -11,7 +11,7 @@ What each figure is made of:
 - the worker's reaction: its "state: <slot> ... -> installing" line (debug log,
   millisecond stamps), the first thing it does after seeing the exit;
 - runner online: the loopback GitHub shows the slot's runner with a new session
-  (polled every 20 ms from this process, which hosts the double);
+  (polled every 25 ms from this process, which hosts the double);
 - API time: the client's own "github: METHOD path -> status (seconds)" debug lines.
 """
 
@@ -104,7 +104,7 @@ class OnlineWatch:
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(0.025):
             now = time.monotonic()
             online = set()
             for runner in self.sandbox.runners():
@@ -132,7 +132,7 @@ class Feeder:
         self._thread.start()
 
     def _feed(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.25):
             if not self.on:
                 continue
             queued = sum(job["status"] == "queued" for job in self.sandbox.jobs())

@@ -40,6 +40,8 @@ def render(report: dict[str, Any]) -> str:
     if jit or token:
         lines.append("REST calls per ephemeral respawn (window counts)")
         for r in jit + token:
+            if "error" in r:
+                continue
             lines.append(
                 f"  {r['mode']:<5} N={r['slots']:<4} {r['rest_calls']} calls / "
                 f"{r['respawns']} respawns = {r['calls_per_respawn']}"
@@ -57,6 +59,9 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
         r = rows.get(kind)
         if r is None:
             continue
+        if "error" in r:
+            lines.append(f"{kind:<12} failed: {r['error']}")
+            continue
         s = r["respawn"]
         lines.append(
             f"{kind:<12} {fmt(s.get('p50'), 2):>14} {fmt(s.get('p95'), 2):>7} "
@@ -65,7 +70,7 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
             f"{fmt(r['cold_start'], 0):>8}"
         )
     mine = rows.get("runnerctl")
-    if mine is not None:
+    if mine is not None and "error" not in mine:
         sup, uss = mine["supervision"], mine["uss_worker"]
         lines += [
             f"  runnerctl exit -> worker acts ms: p50 {fmt(mine['reaction'].get('p50'), 2)}, "
@@ -85,7 +90,7 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
         ]
         for peer in PEERS:
             theirs = rows.get(peer)
-            if theirs is None:
+            if theirs is None or "error" in theirs:
                 continue
             lines.append(
                 f"  runnerctl / {peer}: respawn p50 "
