@@ -36,6 +36,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=30.0, help="seconds of churn measured")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measured")
+    parser.add_argument(
+        "--churn", type=int, default=10, help="runnerctl: jobs queued at once (slots churning)"
+    )
     parser.add_argument("--kills", type=int, default=20, help="workers SIGKILLed (runnerctl)")
     parser.add_argument(
         "--token-slots", type=int, default=10, help="slots of the token-mode pool (0: skip)"
@@ -73,7 +76,7 @@ def main(argv: list[str]) -> int:
         with procevents.ProcEvents() as events:
             if "runnerctl" in args.kinds:
                 say("runnerctl: warming the tarball cache (1 slot)")
-                run_pool(1, "jit", folder / "warm", folder / "cache", events, 0, 0.5, 0, 0)
+                run_pool(1, "jit", folder / "warm", folder / "cache", events, 0, 0.5, 0, 0, 1)
             for slots in args.sizes:
                 for kind in args.kinds:
                     say(f"{kind}: {slots} slots")
@@ -111,7 +114,7 @@ def measure_one(
             idle = args.idle if mode == "jit" else 0
             run = run_pool(
                 slots, mode, folder / f"{kind}-{slots}", folder / "cache", events,
-                args.warmup, args.window, idle, kills,
+                args.warmup, args.window, idle, kills, args.churn,
             )  # fmt: skip
         else:
             run = run_peer(kind, slots, folder, events, args.warmup, args.window, args.idle)

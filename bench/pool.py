@@ -54,6 +54,8 @@ class PoolResult:
     slots: int
     mode: str
     cold_start: float | None = None
+    cold_forked: float | None = None
+    churn: int = 0
     respawn: dict[str, float] = field(default_factory=dict)
     reaction: dict[str, float] = field(default_factory=dict)
     supervision: dict[str, float] = field(default_factory=dict)
@@ -212,6 +214,11 @@ def is_runner(proc: Proc) -> bool:
     return "Runner.Listener" in proc.cmdline
 
 
+def runners_of(manager: Manager, worker: Proc) -> list[Proc]:
+    """The listeners one worker started, in order."""
+    return [c for c in manager.events.children(worker.pid) if is_runner(c)]
+
+
 def wait_online(watch: OnlineWatch, slots: int, timeout: float) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -254,7 +261,7 @@ def churn_figures(
     reactions, api = read_log(manager.log)
     respawn, reaction, supervision, online = [], [], [], []
     for worker in manager.events.children(manager.pid):
-        runners = [c for c in manager.events.children(worker.pid) if is_runner(c)]
+        runners = runners_of(manager, worker)
         respawn += measure.respawn_gaps(runners, since, until, is_runner)
         for runner, following in itertools.pairwise(runners):
             if runner.exited is None or not since <= runner.exited < until:
@@ -322,9 +329,15 @@ def run_pool(
     window: float,
     idle: float,
     kills: int,
+    churn: int,
 ) -> PoolResult:
-    """One pool from cold start to stop; every figure of runnerctl for ``slots``."""
-    result = PoolResult(slots, mode)
+    """One pool from cold start to stop; every figure of runnerctl for ``slots``.
+
+    ``churn``: jobs queued at once. Each stand-in runner is a Python process that
+    costs a few tenths of a CPU-second to start, so all N slots churning would measure
+    the machine's CPU, not the supervisor; the rest of the slots sit idle, online.
+    """
+    result = PoolResult(slots, mode, churn=min(churn, slots))
     folder.mkdir(parents=True)
     with Sandbox(repos=[REPO], root=folder / "github") as sandbox:
         # Slow starts on a loaded machine must not make runners look offline.
@@ -337,7 +350,11 @@ def run_pool(
             if up is None:
                 raise RuntimeError(f"runnerctl: {slots} runners not online; see {manager.log}")
             result.cold_start = round((up - manager.started) * 1000, 1)
-            feeder = Feeder(sandbox, slots)
+            firsts = [runners_of(manager, w)[:1] for w in manager.events.children(manager.pid)]
+            forked = sorted(r[0].forked for r in firsts if r)
+            if len(forked) >= slots:
+                result.cold_forked = round((forked[slots - 1] - manager.started) * 1000, 1)
+            feeder = Feeder(sandbox, result.churn)
             time.sleep(warmup)
             since = time.monotonic()
             result.cpu_churn = measure.cpu_per_minute(manager.supervisors, window)

@@ -73,6 +73,8 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
     if mine is not None and "error" not in mine:
         sup, uss = mine["supervision"], mine["uss_worker"]
         lines += [
+            f"  runnerctl: {mine['churn']} of {slots} slots churning; cold start to all runners "
+            f"forked {fmt(mine['cold_forked'], 0)} ms (online: {fmt(mine['cold_start'], 0)} ms)",
             f"  runnerctl exit -> worker acts ms: p50 {fmt(mine['reaction'].get('p50'), 2)}, "
             f"p99 {fmt(mine['reaction'].get('p99'), 2)}",
             "  runnerctl supervision (exit -> registration starts) ms: "
@@ -100,7 +102,8 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
                 f"{ratio(sup.get('p99'), theirs['respawn'].get('p99'))}; CPU churn "
                 f"{ratio(mine['cpu_churn'], theirs['cpu_churn'])}, idle "
                 f"{ratio(mine['cpu_idle'], theirs['cpu_idle'])}; PSS "
-                f"{ratio(mine['pss'], theirs['pss'])}; cold start "
+                f"{ratio(mine['pss'], theirs['pss'])}; cold start forked "
+                f"{ratio(mine['cold_forked'], theirs['cold_start'])}, online "
                 f"{ratio(mine['cold_start'], theirs['cold_start'])}"
             )
     lines.append("")
