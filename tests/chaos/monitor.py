@@ -130,14 +130,17 @@ class Monitor(threading.Thread):
 
     def check_config(self, now: float) -> None:
         """Once a config has been in force for ``RELOAD_WINDOW``, the ready root's
-        slots (those not retiring) are exactly that config's."""
+        slots (but those it is removing) are exactly that config's."""
         shape, since = self.history.current()
         if now - since < RELOAD_WINDOW or not self.manager.ready():
             return
         status = self.manager.status()
         if status.get("root", {}).get("pid") != self.manager.pid:
             return
-        slots = {slot["name"] for slot in status.get("slots", []) if not slot.get("retiring")}
+        # A slot being replaced is one of the config's; one being removed is not.
+        slots = {
+            slot["name"] for slot in status.get("slots", []) if slot.get("retiring") != "remove"
+        }
         self.ledger.checked(APPLIED)
         if slots != shape.names:
             self.ledger.violated(
