@@ -258,7 +258,7 @@ def test_config_file_change_is_content_not_mtime(tmp_path: Path) -> None:
     path = tmp_path / "pool.yaml"
     path.write_text("a: 1\n")
     watched = ConfigFile(path)
-    watched.mark_loaded()
+    watched.mark_loaded(watched.snapshot())
     assert not watched.changed()
 
     os.utime(path, ns=(1, 1))
@@ -266,7 +266,24 @@ def test_config_file_change_is_content_not_mtime(tmp_path: Path) -> None:
 
     path.write_text("a: 2\n")
     assert watched.changed()
-    watched.mark_loaded()
+    watched.mark_loaded(watched.snapshot())
+    assert not watched.changed()
+
+
+def test_a_config_replaced_while_it_loads_still_counts_as_changed(tmp_path: Path) -> None:
+    path = tmp_path / "pool.yaml"
+    path.write_text("runners: [a]\n")
+    watched = ConfigFile(path)
+    assert watched.changed()
+
+    seen = watched.snapshot()  # the root snapshots, then parses the file...
+    replacement = tmp_path / "new.yaml"  # ...while an operator renames a new one in place
+    replacement.write_text("runners: [a, b, c]\n")
+    os.replace(replacement, path)
+    watched.mark_loaded(seen)
+
+    assert watched.changed(), "the replacement was never applied, so it must count"
+    watched.mark_loaded(watched.snapshot())
     assert not watched.changed()
 
 

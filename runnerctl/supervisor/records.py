@@ -87,11 +87,22 @@ class WorkerRecord:
         }
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A config file's stamp (mtime, size) and content hash at one moment."""
+
+    stamp: tuple[int, int]
+    digest: str
+
+
 class ConfigFile:
     """Notices when the config file's content changed since it was last loaded.
 
     The modification time is checked first (cheap); the content hash decides, so a
-    ``touch`` or a rewrite with the same text does not count as a change.
+    ``touch`` or a rewrite with the same text does not count as a change. The root
+    takes a ``snapshot()`` *before* it parses the file and records that one: a file
+    replaced while it was being loaded then still counts as changed, and is loaded
+    again at the next reconcile, instead of being taken for what was applied.
     """
 
     def __init__(self, path: Path) -> None:
@@ -108,25 +119,25 @@ class ConfigFile:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return False
-        if self._hash() != self._digest:
-            return True
-        self._stamp = stamp  # touched, not changed
-        return False
+        seen = self.snapshot()
+        if seen is None or seen.digest == self._digest:
+            self._stamp = stamp  # touched, not changed
+            return False
+        return True
 
-    def mark_loaded(self) -> None:
-        """Remember the file as it is now (call right after loading it)."""
+    def snapshot(self) -> Seen | None:
+        """The file as it is now; take it before loading. None when unreadable."""
         try:
             stat = os.stat(self.path)
+            content = self.path.read_bytes()
         except OSError:
-            return
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self._digest = self._hash()
+            return None
+        return Seen((stat.st_mtime_ns, stat.st_size), hashlib.sha256(content).hexdigest())
 
-    def _hash(self) -> str:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return self._digest
+    def mark_loaded(self, seen: Seen | None) -> None:
+        """Remember ``seen``, the snapshot taken before the load, as applied."""
+        if seen is not None:
+            self._stamp, self._digest = seen.stamp, seen.digest
 
 
 def wall_offset() -> float:

@@ -129,8 +129,9 @@ class Root:
 
     def start(self) -> None:
         """Load the config (ConfigError propagates), route signals, fork every worker."""
+        seen = self.config_file.snapshot()
         self.config = self.load(self.config_file.path)
-        self.config_file.mark_loaded()
+        self.config_file.mark_loaded(seen)
         self.inbox.install()
         log.info("started: root (pid %d, %s)", os.getpid(), self.config_file.path)
         self.reconcile()
@@ -338,6 +339,7 @@ class Root:
         """Re-read the config file if its content changed; keep the old one if invalid."""
         if not self.config_file.changed():
             return False
+        seen = self.config_file.snapshot()
         try:
             config = self.load(self.config_file.path)
         except ConfigError as error:
@@ -348,10 +350,10 @@ class Root:
                 "reload ignored: %s is invalid; still running the last good config",
                 self.config_file.path,
             )
-            self.config_file.mark_loaded()
+            self.config_file.mark_loaded(seen)
             return False
         self.config, self.config_error = config, ""
-        self.config_file.mark_loaded()
+        self.config_file.mark_loaded(seen)
         log.info("reloaded: %s (%d slots)", self.config_file.path, len(config.slots()))
         self.restart_janitor()
         return True
