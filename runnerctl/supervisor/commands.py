@@ -9,10 +9,11 @@ from __future__ import annotations
 import json as jsonlib
 import sys
 from pathlib import Path
+from typing import cast
 
 import argh
 
-from runnerctl.config import load_config
+from runnerctl.config import Config, load_config
 from runnerctl.errors import ConfigError, RunnerctlError
 from runnerctl.logs import log_level, setup_logging
 from runnerctl.supervisor.status import format_table, read_status
@@ -29,6 +30,7 @@ def run(
     """Supervise the pool: one worker per runner slot, until SIGTERM or SIGINT."""
     from runnerctl.metrics import Metrics, MetricsEndpoint
     from runnerctl.supervisor.janitor import run_janitor
+    from runnerctl.supervisor.leftovers import removed_slots
     from runnerctl.supervisor.root import Root
     from runnerctl.supervisor.states import SlotState
     from runnerctl.supervisor.worker import run_worker
@@ -45,6 +47,7 @@ def run(
         load=load_config,
         worker_main=run_worker,
         janitor_main=run_janitor,
+        find_leftovers=lambda pool: removed_slots(cast(Config, pool).slots()),
         interval=interval,
         extras=(endpoint,) if endpoint is not None else (),
         metrics=metrics,

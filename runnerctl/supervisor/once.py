@@ -13,16 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runnerctl.errors import RunnerctlError
+from runnerctl.supervisor.leftovers import removed_slots
 from runnerctl.supervisor.worker import STOP_NOW_TIMEOUT, SlotRunner
 
 log = logging.getLogger(__name__)
-
-#: Files that mark a folder under ``base_dir`` as a runner's.
-RUNNER_MARKS = ("runner.pid", ".runner")
 
 
 @dataclass
@@ -91,27 +88,6 @@ def retire(slot: Any, runner: SlotRunner, summary: OnceSummary) -> None:
         summary.add(slot.name, f"removal failed: {str(error).splitlines()[0]}")
         return
     summary.add(slot.name, "removed from config; stopped and deregistered")
-
-
-def removed_slots(slots: list[Any]) -> list[Any]:
-    """Runner folders beside the config's slots whose names are no longer slots.
-
-    Each comes back as a copy of a slot of the same ``base_dir`` under the old name,
-    so the runner module can find and deregister it.
-    """
-    names = {slot.name for slot in slots}
-    templates: dict[Path, Any] = {}
-    for slot in slots:
-        templates.setdefault(Path(slot.base_dir), slot)
-    found = []
-    for base, template in templates.items():
-        if not base.is_dir():
-            continue
-        for folder in sorted(base.iterdir()):
-            marked = any((folder / mark).exists() for mark in RUNNER_MARKS)
-            if folder.is_dir() and folder.name not in names and marked:
-                found.append(template.model_copy(update={"name": folder.name}))
-    return found
 
 
 def _real_runners(config: Any) -> Callable[[Any], SlotRunner]:

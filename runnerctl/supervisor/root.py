@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ class Root:
         load: Loader,
         worker_main: WorkerMain,
         janitor_main: JanitorMain | None = None,
+        find_leftovers: Callable[[PoolConfig], Sequence[SlotSettings]] | None = None,
         interval: float | None = None,
         notifier: Notifier | None = None,
         extras: tuple[Waitable, ...] = (),
@@ -81,6 +82,7 @@ class Root:
         self.load = load
         self.worker_main = worker_main
         self.janitor_main = janitor_main
+        self.find_leftovers = find_leftovers
         self.interval_override = interval
         self.notifier = notifier or Notifier()
         self.publisher = Publisher(Path(config_path), self.notifier, metrics)
@@ -135,6 +137,7 @@ class Root:
         self.inbox.install()
         log.info("started: root (pid %d, %s)", os.getpid(), self.config_file.path)
         self.reconcile()
+        self.retire_leftovers()
         self.spawn_janitor()
         self.publish()
 
@@ -363,6 +366,19 @@ class Root:
         self.notifier.reloading()
         self.reconcile()
         self.notifier.ready(summary(list(self.records.values())))
+
+    def retire_leftovers(self) -> None:
+        """Runners of slots removed while no root ran: adopt, drain and deregister them."""
+        if self.find_leftovers is None:
+            return
+        for slot in self.find_leftovers(self.config):
+            if slot.name in self.records:
+                continue
+            log.warning("leftover: %s is no longer in the config; retiring it", slot.name)
+            record = self.new_record(slot)
+            self.records[slot.name] = record
+            self.spawn(record)
+            self.retire(record, None)
 
     def retire(self, record: WorkerRecord, successor: SlotSettings | None) -> None:
         """Drain, deregister and end a slot's worker; with ``successor``, replace it."""

@@ -120,6 +120,10 @@ class Worker:
         self.inbox.install()
         self.report()
         self.proc = self.adopt()
+        if self.proc is None:
+            # A worker spawned only to retire its slot stops here instead of launching;
+            # with an adopted runner, watch() reads the stop and drains the job first.
+            self.take_control()
         while self.stop is None:
             if self.proc is None:
                 self.proc = self.launch()
@@ -437,6 +441,7 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
     from runnerctl.distribution import RunnerCache
     from runnerctl.github import GitHub
     from runnerctl.runner import Runner
+    from runnerctl.supervisor import leftovers
 
     # One client per worker, made on first use so that a credential problem surfaces
     # where the worker reports and backs off; its call count is this slot's API share.
@@ -444,6 +449,10 @@ def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
 
     def make_runner(settings: Any) -> SlotRunner:
         nonlocal github
+        try:
+            leftovers.remember(settings)  # so a root can retire it after it left the config
+        except OSError as error:
+            log.warning("slot record not written: %s (%s)", settings.name, error)
         if github is None:
             github = GitHub.from_settings(config.github, state_dir=config.manager.state_dir)
         cache = RunnerCache(

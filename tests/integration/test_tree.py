@@ -156,6 +156,33 @@ def test_a_new_root_adopts_daemonized_runners_and_their_jobs_finish(
     assert one_listener_each(manager, ["ci-1", "ci-2"])
 
 
+def test_a_slot_removed_while_no_root_ran_is_retired_by_the_next_root(
+    manager: Manager,
+) -> None:
+    kept = single("keep", ephemeral=False, daemonize=True)
+    other_repo = "  - name: gone\n    repo: octo/other\n    ephemeral: false\n    daemonize: true\n"
+    manager.write(kept + other_repo)
+    manager.start()
+    eventually(lambda: manager.all_in("idle", count=2) and len(manager.online()) == 2)
+    before = manager.slots()
+    workers = [slot["worker_pid"] for slot in before.values()]
+
+    os.kill(manager.pid, signal.SIGKILL)
+    manager.wait_exit()
+    eventually(lambda: not any(alive(pid) for pid in workers))
+    assert alive(before["gone"]["runner_pid"]), "a daemonized runner outlives its root"
+    manager.write(kept)  # the slot leaves the config while no root runs
+    manager.start()
+
+    # The new root finds the orphan from the slot record its worker left, and retires it
+    # in its own repository (not keep's): the listener stops and the registration goes.
+    eventually(lambda: not alive(before["gone"]["runner_pid"]))
+    eventually(lambda: "gone" not in manager.registered())
+    eventually(lambda: set(manager.states()) == {"keep"})
+    assert manager.slots()["keep"]["runner_pid"] == before["keep"]["runner_pid"]
+    assert "leftover: gone is no longer in the config" in manager.log.read_text()
+
+
 def test_scale_down_and_removal_wait_for_running_jobs(manager: Manager) -> None:
     manager.write(pool(2, daemonize=False) + single("solo", daemonize=False))
     manager.start()
