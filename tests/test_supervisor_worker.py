@@ -23,6 +23,7 @@ import pytest
 
 from runnerctl.config import load_config
 from runnerctl.errors import ConfigError, RunnerBusy
+from runnerctl.runner import pidfile
 from runnerctl.runner.process import RunnerProcess
 from runnerctl.supervisor import channel as msg
 from runnerctl.supervisor.worker import Worker
@@ -104,7 +105,10 @@ class ScriptRunner:
         busy_once = self.folder / "busy-once"
         if busy_once.exists():
             busy_once.unlink()
+            self.note("refused")
             raise RunnerBusy("runner ci is running a job; GitHub refused to delete it")
+        listener = pidfile.read(self.folder / pidfile.PIDFILE_NAME)
+        self.note("listener-up" if listener is not None and listener.matches() else "no-listener")
         self.note("removed")
 
 
@@ -264,9 +268,10 @@ def test_a_job_taken_while_deregistering_keeps_the_drain_going(make_slot: Any) -
     slot.send(msg.Stop(mode="drain", deregister=True))
 
     has(lambda: slot.reached("draining"))
-    assert alive(runner)  # GitHub refused the delete: the runner is not signalled
     assert slot.exit_code() == 0
-    assert slot.history()[-1] == "removed"
+    # GitHub refused the first delete; the runner was left alone until one succeeded.
+    assert slot.history()[-3:] == ["refused", "listener-up", "removed"]
+    assert not alive(runner)
 
 
 def test_stop_now_does_not_wait_for_the_job(make_slot: Any) -> None:
