@@ -74,6 +74,19 @@ def cpu_per_minute(pids: Callable[[], list[int]], seconds: float) -> float:
     return round(used * 60.0 / elapsed, 4)
 
 
+def cpu_per_minutes(groups: list[Callable[[], list[int]]], seconds: float) -> list[float]:
+    """``cpu_per_minute`` for several groups of pids over the same window."""
+    before = [{pid: cpu_seconds([pid]) for pid in pids()} for pids in groups]
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    used = [
+        sum(cpu_seconds([pid]) - seen.get(pid, 0.0) for pid in pids())
+        for pids, seen in zip(groups, before, strict=True)
+    ]
+    return [round(u * 60.0 / elapsed, 4) for u in used]
+
+
 def memory(pid: int) -> dict[str, float]:
     """PSS and USS (private clean + dirty) of ``pid`` in MiB, from smaps_rollup."""
     values: dict[str, float] = {}

@@ -65,6 +65,7 @@ class PoolResult:
     kill: dict[str, float] = field(default_factory=dict)
     cpu_churn: float = 0.0
     cpu_idle: float = 0.0
+    cpu_idle_runners: float = 0.0
     pss: float = 0.0
     uss_worker: dict[str, float] = field(default_factory=dict)
     respawns: int = 0
@@ -175,6 +176,10 @@ class Manager:
     def supervisors(self) -> list[int]:
         """The root and its live children (workers, janitor): no runner."""
         return [self.pid] + [c.pid for c in self.events.children(self.pid) if c.exited is None]
+
+    def runners(self) -> list[int]:
+        """The live listeners (for comparison: their CPU is never the supervisor's)."""
+        return [r.pid for w in self.workers() for r in runners_of(self, w) if r.exited is None]
 
     def workers(self) -> list[Proc]:
         return [c for c in self.events.children(self.pid) if c.exited is None]
@@ -377,7 +382,8 @@ def run_pool(
             result.calls_per_respawn = round(len(calls) / max(1, result.respawns), 4)
             if idle > 0:
                 wait_quiet(sandbox, timeout=30)
-                result.cpu_idle = measure.cpu_per_minute(manager.supervisors, idle)
+                both = measure.cpu_per_minutes([manager.supervisors, manager.runners], idle)
+                result.cpu_idle, result.cpu_idle_runners = both
             if kills > 0:
                 result.kill = kill_workers(manager, kills)
         finally:

@@ -74,7 +74,8 @@ def table(slots: int, rows: dict[str, dict[str, Any]]) -> list[str]:
         sup, uss = mine["supervision"], mine["uss_worker"]
         lines += [
             f"  runnerctl: {mine['churn']} of {slots} slots churning; cold start to all runners "
-            f"forked {fmt(mine['cold_forked'], 0)} ms (online: {fmt(mine['cold_start'], 0)} ms)",
+            f"forked {fmt(mine['cold_forked'], 0)} ms (online: {fmt(mine['cold_start'], 0)} ms); "
+            f"idle runners (not counted above) use {fmt(mine['cpu_idle_runners'], 2)} CPU s/min",
             f"  runnerctl exit -> worker acts ms: p50 {fmt(mine['reaction'].get('p50'), 2)}, "
             f"p99 {fmt(mine['reaction'].get('p99'), 2)}",
             "  runnerctl supervision (exit -> registration starts) ms: "

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def test_tiny_run_measures_runnerctl_and_the_floor(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     command = [sys.executable, "-m", "bench", "--slots", "3", "--only", "runnerctl,floor"]
-    command += ["--warmup", "1", "--window", "6", "--idle", "2", "--kills", "2"]
+    command += ["--warmup", "0.5", "--window", "5", "--idle", "1", "--kills", "2"]
     command += ["--token-slots", "0", "--json", str(out)]
     # The harness makes its folder under TMPDIR: here, so leftovers are easy to find.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
@@ -52,10 +52,10 @@ def test_tiny_run_measures_runnerctl_and_the_floor(tmp_path: Path) -> None:
     runs = {run["kind"]: run for run in report["runs"]}
     assert set(runs) == {"runnerctl", "floor"}
     mine, floor = runs["runnerctl"], runs["floor"]
-    # Six seconds of 0.5-3 s jobs on three slots: several respawns, each one timed.
-    assert mine["respawns"] >= 3 and mine["respawn"]["n"] == mine["respawns"]
-    assert mine["supervision"]["n"] >= 3 and 0 < mine["supervision"]["p50"] < 2000
-    assert 0 < mine["respawn"]["p50"] < 5000 and mine["online"]["n"] >= 3
+    # Five seconds of 0.5-3 s jobs on three slots: a few respawns, each one timed.
+    assert mine["respawns"] >= 2 and mine["respawn"]["n"] == mine["respawns"]
+    assert mine["supervision"]["n"] >= 2 and 0 < mine["supervision"]["p50"] < 2000
+    assert 0 < mine["respawn"]["p50"] < 5000 and mine["online"]["n"] >= 2
     assert mine["kill"]["n"] == 2 and mine["cold_start"] > 0
     assert mine["pss"] > 0 and mine["uss_worker"]["median"] > 0
     # JIT mode: one generate-jitconfig per ephemeral runner.
