@@ -21,18 +21,17 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import measure
+from bench.pool_logs import WALL_OFFSET, first_after, read_log
 from bench.procevents import Proc, ProcEvents
 from runnerctl.demo import is_api_call, manager_environment
 from runnerctl.sandbox import Sandbox
@@ -40,13 +39,6 @@ from runnerctl.sandbox import Sandbox
 REPO = "bench/app"
 LABELS = ["self-hosted", "linux", "bench"]
 JOB_SECONDS = (0.5, 3.0)
-STATE_LINE = re.compile(
-    r"^(\S+) \w+ runnerctl\.supervisor\.states: "
-    r"state: (\S+) \S+ -> (installing|registering|backoff)"
-)
-API_LINE = re.compile(r" runnerctl\.github\.client: github: \S+ \S+ -> \d+ \(([\d.]+)s\)")
-#: Wall clock minus monotonic clock, to put log and call-log times on the kernel's clock.
-WALL_OFFSET = time.time() - time.monotonic()
 
 
 @dataclass
@@ -230,32 +222,6 @@ def wait_online(watch: OnlineWatch, slots: int, timeout: float) -> float | None:
         if len(watch.online) >= slots:
             return time.monotonic()
         time.sleep(0.02)
-    return None
-
-
-def read_log(path: Path) -> tuple[dict[str, list[tuple[float, str]]], list[tuple[float, float]]]:
-    """Per slot, its worker's moves after an exit (when, to which state); and (when,
-    seconds) of every API call."""
-    reactions: dict[str, list[tuple[float, str]]] = {}
-    api: list[tuple[float, float]] = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        state = STATE_LINE.match(line)
-        if state:
-            when = datetime.fromisoformat(state.group(1)).timestamp() - WALL_OFFSET
-            reactions.setdefault(state.group(2), []).append((when, state.group(3)))
-            continue
-        call = API_LINE.search(line)
-        if call:
-            when = datetime.fromisoformat(line.split(" ", 1)[0]).timestamp() - WALL_OFFSET
-            api.append((when, float(call.group(1))))
-    return reactions, api
-
-
-def first_after(moments: list[float], after: float, slack: float = 0.0) -> float | None:
-    """The first moment at or after ``after - slack`` (log stamps are truncated to ms)."""
-    for moment in moments:
-        if moment >= after - slack:
-            return moment
     return None
 
 
