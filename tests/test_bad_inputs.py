@@ -9,10 +9,13 @@ thing and the fix, no traceback, and whatever was healthy keeps running.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ from tests.processes import alive
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 NOBODY = 65534
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
@@ -82,6 +86,12 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def backing_off(manager: Manager, name: str) -> dict[str, Any] | None:
+    """The slot's status once it has given up for now and says why."""
+    slot = manager.slots().get(name, {})
+    return slot if slot.get("state") == "backoff" and slot.get("notice") else None
+
+
 def replace_setting(manager: Manager, old: str, new: str) -> None:
     text = manager.config.read_text()
     assert old in text
@@ -101,7 +111,7 @@ def test_once_names_an_unknown_repo_and_still_starts_the_known_one(manager: Mana
     line = the_line(result.stdout, "lost")
     assert "octo/nope" in line and "check the name" in line
     assert "administration: write" in line
-    assert the_line(result.stdout, "good").startswith("good  started")
+    assert the_line(result.stdout, "good").split()[:2] == ["good", "started"]
     eventually(lambda: "good" in manager.online())
 
 
@@ -110,9 +120,11 @@ def test_run_backs_off_an_unknown_repo_while_the_other_slots_run(manager: Manage
     manager.start()
 
     eventually(lambda: manager.states().get("good") == "idle" and "good" in manager.online())
-    notice = eventually(lambda: manager.slots().get("lost", {}).get("notice"))
-    assert "octo/nope" in notice and "check the name" in notice
     before = manager.slots()["good"]
+    lost = eventually(lambda: backing_off(manager, "lost"))
+    assert "octo/nope" in lost["notice"] and "check the name" in lost["notice"]
+    assert lost["reason"].startswith("NotFound; retry in ")
+    assert "octo/nope" in the_line(manager.log.read_text(), "launch failed: lost")
 
     shown = subprocess.run(
         [*MANAGER, "status", "--config", str(manager.config)],
@@ -150,6 +162,123 @@ def test_once_names_an_unreadable_key_file(manager: Manager, kind: str) -> None:
     assert line.startswith(f"cannot read GitHub App private key {key}:")
     assert "check the path" in line
     assert manager.registered() == set()
+
+
+# No permission on base_dir ----------------------------------------------------------------
+# Root ignores permission bits, so each obstacle is one root cannot pass: a read-only
+# filesystem, a path through a regular file; and the bits themselves for an ordinary user.
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs mounted for the test (root can write nowhere under it)."""
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def two_slots(manager: Manager, blocked: Path) -> None:
+    """``good`` in a writable base_dir, ``stuck`` in ``blocked``."""
+    manager.write(
+        item("good", base_dir=manager.folder / "runners") + item("stuck", base_dir=blocked)
+    )
+
+
+def test_once_names_a_read_only_base_dir_and_still_starts_the_rest(
+    manager: Manager, read_only: Path
+) -> None:
+    two_slots(manager, read_only / "runners")
+
+    result = once(manager)
+
+    assert result.returncode != 0
+    no_traceback(result)
+    line = the_line(result.stdout, "stuck")
+    assert f"{read_only}/runners/stuck" in line and "Read-only file system" in line
+    assert the_line(result.stdout, "good").split()[:2] == ["good", "started"]
+    eventually(lambda: "good" in manager.online())
+    assert "stuck" not in manager.registered()
+
+
+def test_once_names_a_base_dir_that_runs_through_a_file(manager: Manager) -> None:
+    blocker = manager.folder / "not-a-folder"
+    blocker.write_text("someone else's file\n")
+    two_slots(manager, blocker / "runners")
+
+    result = once(manager)
+
+    assert result.returncode != 0
+    no_traceback(result)
+    assert f"{blocker}/runners/stuck" in the_line(result.stdout, "stuck")
+    assert blocker.read_text() == "someone else's file\n"
+    eventually(lambda: "good" in manager.online())
+
+
+def test_run_keeps_the_root_and_other_slots_when_base_dir_is_read_only(
+    manager: Manager, read_only: Path
+) -> None:
+    two_slots(manager, read_only / "runners")
+    manager.start()
+
+    eventually(lambda: manager.states().get("good") == "idle" and "good" in manager.online())
+    before = manager.slots()["good"]["runner_pid"]
+    stuck = eventually(lambda: backing_off(manager, "stuck"))
+    assert f"{read_only}/runners/stuck" in stuck["notice"]
+    assert f"{read_only}/runners/stuck" in the_line(manager.log.read_text(), "launch failed: stuck")
+    assert "Traceback" not in manager.log.read_text()
+    assert alive(manager.pid)
+    assert manager.slots()["good"]["runner_pid"] == before
+    assert "stuck" not in manager.registered()
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder an unprivileged user can reach (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="runnerctl-bad-inputs-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_once_as_an_ordinary_user_names_a_base_dir_it_cannot_write(
+    double: Sandbox, shared_folder: Path
+) -> None:
+    assert shutil.which("setpriv"), "this test runs the manager as nobody via setpriv"
+    manager = Manager(shared_folder, double)
+    try:
+        manager.write(item("good"))
+        key = shared_folder / "app.pem"
+        shutil.copy(double.private_key_file, key)
+        replace_setting(manager, str(double.private_key_file), str(key))
+        for owned in (key, manager.state, shared_folder / "cache"):
+            if owned != key:
+                owned.mkdir()
+            os.chown(owned, NOBODY, NOBODY)
+        manager.runners.mkdir(mode=0o755)  # root's, as a careless install leaves it
+
+        result = subprocess.run(
+            [*AS_NOBODY, *MANAGER, "once", "--config", str(manager.config)],
+            cwd=shared_folder,
+            env=base_env(shared_folder),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+        assert result.returncode != 0
+        no_traceback(result)
+        line = the_line(result.stdout, "good")
+        assert f"{manager.runners}/good" in line and "Permission denied" in line
+        assert list(manager.runners.iterdir()) == []
+        assert manager.registered() == set()
+    finally:
+        manager.kill_everything()
 
 
 # Clock skew (the manager's own clock moved with libfaketime) ----------------------------
