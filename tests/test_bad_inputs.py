@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerctl.sandbox import Sandbox
 from tests.integration.tree import MANAGER, Manager, eventually
@@ -279,6 +281,30 @@ def test_once_as_an_ordinary_user_names_a_base_dir_it_cannot_write(
         assert manager.registered() == set()
     finally:
         manager.kill_everything()
+
+
+def test_once_names_the_app_when_the_key_is_another_apps(manager: Manager) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = manager.folder / "other-app.pem"
+    key.write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    manager.write(item("good"))
+    replace_setting(manager, str(manager.sandbox.private_key_file), str(key))
+
+    result = once(manager)
+
+    assert result.returncode != 0
+    no_traceback(result)
+    line = the_line(result.stdout + result.stderr, "JWT")
+    assert f"refused the JWT of App {manager.sandbox.app_id}" in line
+    assert "that the private key belongs to that App" in line
+    assert "PRIVATE KEY" not in result.stdout + result.stderr
+    assert manager.registered() == set()
 
 
 # Clock skew (the manager's own clock moved with libfaketime) ----------------------------
