@@ -359,6 +359,7 @@ def test_a_half_written_config_is_refused_and_the_renamed_one_applied(manager: M
     error = eventually(lambda: manager.status().get("root", {}).get("config_error"))
     assert "\n" not in error
     assert "config invalid: " in manager.log.read_text()
+    assert f"reload ignored: {manager.config} is invalid" in manager.log.read_text()
     assert "Traceback" not in manager.log.read_text()
     kept = manager.slots()
     assert set(kept) == {"keep"}
