@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 NOBODY = 65534
 AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+FAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("libfaketime.so.1"))
 
 
 @pytest.fixture
@@ -379,3 +379,27 @@ def test_a_half_written_config_is_refused_and_the_renamed_one_applied(manager: M
     assert not manager.status()["root"].get("config_error")
     assert manager.slots()["keep"]["runner_pid"] == before["runner_pid"]
     assert alive(manager.pid)
+
+
+@pytest.mark.parametrize(
+    "obstacle", ["read-only mount", "a file in the path", "base_dir is a file"]
+)
+def test_a_base_dir_error_says_what_to_do(
+    manager: Manager,
+    read_only: Path,
+    obstacle: str,
+) -> None:
+    blocker = manager.folder / "not-a-folder"
+    blocker.write_text("x\n")
+    blocked = {
+        "read-only mount": read_only / "runners",
+        "a file in the path": blocker / "runners",
+        "base_dir is a file": blocker,
+    }[obstacle]
+    two_slots(manager, blocked)
+
+    line = the_line(once(manager).stdout, "stuck")
+
+    assert str(blocked) in line
+    # Past the folder and the reason, the line should say what to do about it.
+    assert "; " in line.split(str(blocked), 1)[1], line

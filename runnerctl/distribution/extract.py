@@ -65,6 +65,20 @@ class _HashingReader:
         return self._digest.hexdigest()
 
 
+def _folder_error(error: OSError, dest: Path) -> DistributionError:
+    """A runner folder that cannot be made, with what to change about base_dir."""
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        fix = f"a part of {dest.parent} is a file, not a folder; move it or change base_dir"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = (
+            f"the manager cannot write {dest.parent}; make base_dir a writable folder "
+            "for the user it runs as, outside read-only mounts"
+        )
+    else:
+        return disk_error(error, f"preparing {dest}")
+    return DistributionError(f"preparing {dest}: {error.strerror or error}; {fix}")
+
+
 def install(tarball: Path, sha256: str, version: str, dest: Path) -> None:
     """Unpack ``tarball`` (which must hash to ``sha256``) as the new ``dest`` folder."""
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
@@ -73,7 +87,7 @@ def install(tarball: Path, sha256: str, version: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new-"))
     except OSError as error:
-        raise disk_error(error, f"preparing {dest}") from None
+        raise _folder_error(error, dest) from None
     try:
         entries = _unpack(tarball, sha256, staging)
         _write_manifest(staging, version, sha256, entries)

@@ -8,6 +8,7 @@ back what the root publishes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from tests.processes import alive, processes_under, wait_for
 
 MANAGER = (sys.executable, "-m", "runnerctl.manager")
 SLOW = 60.0  # generous: the machine is small and shared
+#: What a cleanup meets when the process it aims at is already over.
+GONE = (ProcessLookupError, PermissionError)
 
 
 class Manager:
@@ -92,15 +95,15 @@ class Manager:
     def kill_everything(self) -> None:
         """SIGKILL the root, its workers and every runner under the test's folder."""
         if self.process is not None:
-            with _gone():
+            with contextlib.suppress(*GONE):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            with _gone(subprocess.TimeoutExpired):
+            with contextlib.suppress(*GONE, subprocess.TimeoutExpired):
                 self.process.wait(10)
         # A runner being started at this moment may appear after the first sweep.
         deadline = time.monotonic() + 10
         while (left := processes_under(self.folder)) and time.monotonic() < deadline:
             for pid in left:
-                with _gone():
+                with contextlib.suppress(*GONE):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
 
@@ -149,16 +152,3 @@ def eventually(condition: Callable[[], Any], timeout: float = SLOW) -> Any:
 
 def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-
-
-class _gone:
-    """Ignore a process (or a wait) that is already over."""
-
-    def __init__(self, *extra: type[BaseException]) -> None:
-        self.ignored = (ProcessLookupError, PermissionError, *extra)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
-        return kind is not None and issubclass(kind, self.ignored)
