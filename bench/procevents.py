@@ -40,7 +40,7 @@ class Proc:
     cwd: str = ""
     execed: float | None = None
     exited: float | None = None
-    children: list[int] = field(default_factory=list)
+    children: list[Proc] = field(default_factory=list)
 
 
 class ProcEvents:
@@ -74,13 +74,15 @@ class ProcEvents:
         """Follow ``pid`` and everything it forks from now on."""
         with self.lock:
             self.roots.add(pid)
-            self.procs.setdefault(pid, Proc(pid, 0, time.monotonic()))
+            # Replace any earlier process of the same pid: pids are reused (pid_max is
+            # 32768 here), and a stale, exited entry would hide the new one's forks.
+            self.procs[pid] = Proc(pid, 0, time.monotonic())
 
     def children(self, pid: int) -> list[Proc]:
         """The processes ``pid`` forked, in fork order."""
         with self.lock:
             proc = self.procs.get(pid)
-            return [self.procs[c] for c in proc.children] if proc else []
+            return list(proc.children) if proc else []
 
     def snapshot(self) -> list[Proc]:
         with self.lock:
@@ -121,14 +123,16 @@ class ProcEvents:
             if pid != tgid:
                 return  # a thread, not a process
             with self.lock:
-                if parent in self.procs and self.procs[parent].exited is None:
-                    self.procs[pid] = Proc(pid, parent, moment)
-                    self.procs[parent].children.append(pid)
+                mother = self.procs.get(parent)
+                if mother is not None and mother.exited is None:
+                    # Kept by object, not pid: a reused pid must not join another family.
+                    child = self.procs[pid] = Proc(pid, parent, moment)
+                    mother.children.append(child)
         elif what == EXEC:
             pid, _tgid = struct.unpack_from("ii", data, EVENT_AT + 16)
             with self.lock:
                 proc = self.procs.get(pid)
-            if proc is not None:
+            if proc is not None and proc.exited is None:  # not a stale entry of a reused pid
                 proc.execed = moment
                 proc.cmdline, proc.cwd = _describe(pid)
         elif what == EXIT:
