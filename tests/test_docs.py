@@ -131,24 +131,36 @@ ERROR_CLASSES = {
 }
 MESSAGE_CALLS = ERROR_CLASSES | {"invalid", "_refusal"}
 CONFIG_CALLS = {"append", "report"}
+TEXT = (ast.Constant, ast.JoinedStr, ast.IfExp)  # a value that is text, not a call's result
 
 
 def message_fragments(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line, text)`` for each literal part of each user-facing message in ``path``."""
+    """``(line, text)`` for each literal part of each user-facing message in ``path``:
+    the arguments of the calls above, and text a function puts in a local name first
+    (``fix = "..."``) before handing that name to one of them."""
     in_config = path.parent.name == "config"
     handed_back = in_config and path.name != "models.py"  # models return URLs, not problems
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if handed_back and isinstance(node, (ast.Yield, ast.Return)) and node.value is not None:
-            yield from _literals(node.value)  # checks and parsers hand their problems back
-        if not isinstance(node, ast.Call):
+    for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        func = node.func
-        called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        if called not in MESSAGE_CALLS and not (in_config and called in CONFIG_CALLS):
-            continue
-        arguments = node.args[2:] if called == "_refusal" else node.args  # (tarball, member, why)
-        for argument in arguments:
-            yield from _literals(argument)
+        named: set[str] = set()
+        for node in ast.walk(function):
+            if handed_back and isinstance(node, (ast.Yield, ast.Return)) and node.value:
+                yield from _literals(node.value)  # checks and parsers hand problems back
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if called in MESSAGE_CALLS or (in_config and called in CONFIG_CALLS):
+                arguments = node.args[2:] if called == "_refusal" else node.args  # the why
+                for argument in arguments:
+                    yield from _literals(argument)
+                    named |= {n.id for n in ast.walk(argument) if isinstance(n, ast.Name)}
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Assign) or not isinstance(node.value, TEXT):
+                continue
+            if any(getattr(target, "id", "") in named for target in node.targets):
+                yield from _literals(node.value)
 
 
 def _literals(node: ast.AST) -> Iterator[tuple[int, str]]:
@@ -384,7 +396,7 @@ ONCE_CASES = [
     once_case("unknown-repository", "not found, or", "token", repo="octo/no-such-repo"),
     once_case("unknown-user", "does not exist on this host", "token", user="no-such-user"),
     # /sys refuses a new folder even to root, so this holds for any user running it.
-    once_case("base-dir", "preparing <base_dir>", "token", base_dir="/sys/runnerctl-test"),
+    once_case("base-dir", "the manager cannot write", "token", base_dir="/sys/runnerctl-test"),
 ]
 
 
