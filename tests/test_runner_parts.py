@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -287,6 +288,7 @@ def test_registration_repr_hides_the_jit_config() -> None:
 def test_settle_update_waits_for_update_finished(tmp_path: Path) -> None:
     from runnerctl.runner.install import processes_in, settle_update
 
+    (tmp_path / "_update.sh").write_text("# written by the listener before it runs it\n")
     code = "import time, pathlib; time.sleep(1); pathlib.Path('update.finished').touch()"
     updater = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
     try:
@@ -302,12 +304,27 @@ def test_settle_update_waits_for_update_finished(tmp_path: Path) -> None:
 def test_settle_update_gives_up_after_its_timeout(tmp_path: Path) -> None:
     from runnerctl.runner.install import settle_update
 
+    (tmp_path / "_update.sh").write_text("# written by the listener before it runs it\n")
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path)
     try:
         assert not settle_update(tmp_path, timeout=0.5)
     finally:
         stuck.kill()
         stuck.wait()
+
+
+def test_settle_update_returns_at_once_where_no_update_ever_started(tmp_path: Path) -> None:
+    from runnerctl.runner.install import settle_update
+
+    # A listener at work, but no _update.sh: it is running jobs, not updating itself.
+    listener = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path)
+    try:
+        began = time.monotonic()
+        assert not settle_update(tmp_path, timeout=30)
+        assert time.monotonic() - began < 1.0
+    finally:
+        listener.kill()
+        listener.wait()
 
 
 def test_only_a_deprecated_version_counts(tmp_path: Path) -> None:

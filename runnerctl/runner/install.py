@@ -26,6 +26,7 @@ from runnerctl.scope import Scope
 
 log = logging.getLogger(__name__)
 
+UPDATER = "_update.sh"
 UPDATE_MARK = "update.finished"
 #: The runner's own wrapper waits about 31 s for an update; allow a little more.
 UPDATE_TIMEOUT = 35.0
@@ -76,7 +77,10 @@ def settle_update(directory: Path, timeout: float = UPDATE_TIMEOUT) -> bool:
     ``update.finished`` exists yet. The wait sleeps on inotify, bounded by ``timeout``.
     """
     mark = directory / UPDATE_MARK
-    if not directory.is_dir():
+    if not (mark.exists() or (directory / UPDATER).exists()):
+        # No self-update ever started here (the runner writes _update.sh before it
+        # runs it): skip the /proc scan and the inotify set-up, which cost a respawn
+        # milliseconds each.
         return False
     with Inotify() as watch:
         watch.watch(directory, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)

@@ -27,7 +27,10 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Protocol
 
+# Imported here, not in run_worker: the root imports this module before it forks, so
+# every worker shares these modules' pages with the root instead of copying them.
 from runnerctl import procfs
+from runnerctl.distribution import RunnerCache
 from runnerctl.errors import (
     AuthError,
     ConfigError,
@@ -37,11 +40,14 @@ from runnerctl.errors import (
     RunnerBusy,
     RunnerctlError,
 )
+from runnerctl.github import GitHub
+from runnerctl.runner import Runner
 from runnerctl.runner.exits import Exit
 from runnerctl.runner.observe import Busy, Idle
 from runnerctl.runner.process import RunnerProcess
 from runnerctl.runner.register import local_runner_id
 from runnerctl.supervisor import channel as msg
+from runnerctl.supervisor import leftovers
 from runnerctl.supervisor.children import set_title
 from runnerctl.supervisor.intensity import Backoff
 from runnerctl.supervisor.protocols import SlotSettings
@@ -112,6 +118,7 @@ class Worker:
         self.exits = 0
         self.noticed = False
         self.runner_id: int | None = None
+        self.ended: RunnerProcess | None = None  # the runner that exited, not yet closed
 
     # The loop -------------------------------------------------------------------
 
@@ -170,6 +177,8 @@ class Worker:
         except (RunnerctlError, OSError) as error:
             self.fail(error)
             return None
+        finally:
+            self.release_ended()
         self.runner_started, self.took_job, self.update_to = time.time(), False, None
         self.proc = proc  # before the move, so that its report carries the runner
         if self.noticed:
@@ -196,13 +205,21 @@ class Worker:
     def forget_runner(self, ended: Exit) -> None:
         """The runner exited: release it and remember how it ended."""
         assert self.proc is not None
-        self.proc.close()
+        # Closed after the next runner started: closing its inotify fd makes the kernel
+        # wait for a grace period, milliseconds that would delay the respawn.
+        self.ended = self.proc
         self.proc, self.last_exit, self.runner_id = None, ended.code, None
         self.exits += 1
         lived = time.time() - (self.runner_started or time.time())
         log.info("exited: %s (%s, after %.0fs)", self.slot.name, ended, lived)
         if lived >= STABLE_AFTER:
             self.backoff.reset()  # start success is a duration: it ran steadily
+
+    def release_ended(self) -> None:
+        """Close the fds of the runner that exited, once they no longer hold anything up."""
+        if self.ended is not None:
+            self.ended.close()
+            self.ended = None
 
     def decide(self, ended: Exit) -> None:
         """After an exit: the next runner now (a job done, an update), or after a backoff."""
@@ -224,6 +241,7 @@ class Worker:
     def finish(self) -> None:
         """Carry out the stop: leave a daemonized runner, or stop it; then deregister."""
         assert self.stop is not None
+        self.release_ended()
         proc, stop = self.proc, self.stop
         if proc is not None and stop.mode == "detach" and self.slot.daemonize:
             log.info("detached: %s (runner pid %s keeps running)", self.slot.name, proc.pid)
@@ -438,11 +456,6 @@ def started_at(proc: RunnerProcess) -> float:
 
 def run_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
     """The real worker body the root forks: a Worker over ``runnerctl.runner.Runner``."""
-    from runnerctl.distribution import RunnerCache
-    from runnerctl.github import GitHub
-    from runnerctl.runner import Runner
-    from runnerctl.supervisor import leftovers
-
     # One client per worker, made on first use so that a credential problem surfaces
     # where the worker reports and backs off; its call count is this slot's API share.
     github: GitHub | None = None
