@@ -25,7 +25,7 @@ import pytest
 from runnerctl.config import load_config
 from runnerctl.supervisor import channel as msg
 from runnerctl.supervisor.root import ESCALATION_STATUS, Root
-from runnerctl.supervisor.status import read_status
+from tests.integration.tree import PublishedStatus
 from tests.processes import alive, wait_for
 
 FORK = multiprocessing.get_context("fork")
@@ -61,7 +61,7 @@ def small_worker(slot: Any, config: Any, channel: msg.Channel) -> int:
             return 0
 
 
-class Pool:
+class Pool(PublishedStatus):
     """A root running in its own process group, and the files it is driven by."""
 
     def __init__(self, folder: Path) -> None:
@@ -83,18 +83,6 @@ class Pool:
             target=_run_root, args=(self.config, self.folder, janitor, notify)
         )
         self.process.start()
-
-    def status(self) -> dict[str, Any]:
-        try:
-            return read_status(self.state)
-        except (OSError, ValueError):
-            return {}
-
-    def slots(self) -> dict[str, dict[str, Any]]:
-        return {slot["name"]: slot for slot in self.status().get("slots", [])}
-
-    def states(self) -> dict[str, str]:
-        return {name: slot["state"] for name, slot in self.slots().items()}
 
     def starts(self, name: str) -> int:
         path = self.runners / name / "starts.log"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runnerctl.sandbox import Sandbox
-from tests.integration.tree import Manager
+from tests.integration.tree import Manager, github_section
 
 REPO = "octo/app"
 LABELS = ("self-hosted", "linux", "chaos")
@@ -91,16 +91,8 @@ class SoakManager(Manager):
 
     def apply(self, shape: PoolShape) -> None:
         """Write ``shape`` next to the config and rename it over the config."""
-        double = self.sandbox
         text = (
-            "github:\n"
-            f"  server_url: {double.server_url}\n"
-            f"  api_url: {double.api_url}\n"
-            f"  releases_url: {double.api_url}/repos/actions/runner/releases\n"
-            f"  app_id: {double.app_id}\n"
-            f"  installation_id: {double.installation_id}\n"
-            f"  private_key_file: {double.private_key_file}\n"
-            "manager:\n"
+            github_section(self.sandbox) + "manager:\n"
             f"  state_dir: {self.state}\n"
             f"  cache_dir: {self.folder / 'cache'}\n"
             "  interval: 1\n"

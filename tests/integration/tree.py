@@ -28,7 +28,38 @@ SLOW = 60.0  # generous: the machine is small and shared
 GONE = (ProcessLookupError, PermissionError)
 
 
-class Manager:
+def github_section(double: Sandbox) -> str:
+    """The config's ``github:`` section for the loopback GitHub ``double``."""
+    return (
+        "github:\n"
+        f"  server_url: {double.server_url}\n"
+        f"  api_url: {double.api_url}\n"
+        f"  releases_url: {double.api_url}/repos/actions/runner/releases\n"
+        f"  app_id: {double.app_id}\n"
+        f"  installation_id: {double.installation_id}\n"
+        f"  private_key_file: {double.private_key_file}\n"
+    )
+
+
+class PublishedStatus:
+    """Reads what a root publishes in ``self.state`` (its state_dir)."""
+
+    state: Path
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return read_status(self.state)
+        except (OSError, ValueError):
+            return {}
+
+    def slots(self) -> dict[str, dict[str, Any]]:
+        return {slot["name"]: slot for slot in self.status().get("slots", [])}
+
+    def states(self) -> dict[str, str]:
+        return {name: slot["state"] for name, slot in self.slots().items()}
+
+
+class Manager(PublishedStatus):
     """One pool: its config file, its root process, its folders."""
 
     def __init__(self, folder: Path, sandbox: Sandbox) -> None:
@@ -42,16 +73,8 @@ class Manager:
 
     def write(self, runners: str, manager: str = "") -> None:
         """The config: ``runners`` is the YAML list's body, ``manager`` extra keys."""
-        double = self.sandbox
         self.config.write_text(
-            "github:\n"
-            f"  server_url: {double.server_url}\n"
-            f"  api_url: {double.api_url}\n"
-            f"  releases_url: {double.api_url}/repos/actions/runner/releases\n"
-            f"  app_id: {double.app_id}\n"
-            f"  installation_id: {double.installation_id}\n"
-            f"  private_key_file: {double.private_key_file}\n"
-            "manager:\n"
+            github_section(self.sandbox) + "manager:\n"
             f"  state_dir: {self.state}\n"
             f"  cache_dir: {self.folder / 'cache'}\n"
             "  interval: 1\n"
@@ -108,18 +131,6 @@ class Manager:
             time.sleep(0.1)
 
     # What the root publishes ------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        try:
-            return read_status(self.state)
-        except (OSError, ValueError):
-            return {}
-
-    def slots(self) -> dict[str, dict[str, Any]]:
-        return {slot["name"]: slot for slot in self.status().get("slots", [])}
-
-    def states(self) -> dict[str, str]:
-        return {name: slot["state"] for name, slot in self.slots().items()}
 
     def all_in(self, *states: str, count: int) -> bool:
         now = self.states()

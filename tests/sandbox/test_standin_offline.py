@@ -26,7 +26,6 @@ import pytest
 from runnerctl.sandbox.tarballs import ARCHES, LATEST, VERSIONS, build_tarball, tarball_name
 from tests.sandbox.test_standin_support import (
     Starter,
-    build_latest,
     read_runner_file,
     run,
     runner_env,
@@ -37,23 +36,6 @@ pytestmark = pytest.mark.timeout(60)
 
 # A port nothing listens on: any network call the runner makes there fails loudly.
 DEAD_URL = "http://127.0.0.1:9/octo/app"
-
-
-@pytest.fixture(scope="module")
-def latest_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_latest(tmp_path_factory)
-
-
-@pytest.fixture
-def runner_dir(latest_tarball: Path, tmp_path: Path) -> Path:
-    """A freshly unpacked stand-in runner of the latest version."""
-    return unpack(latest_tarball, tmp_path / "runner")
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Starter]:
-    with Starter(tmp_path) as starter:
-        yield starter
 
 
 # -- tarballs ----------------------------------------------------------------------------

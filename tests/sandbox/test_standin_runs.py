@@ -22,7 +22,6 @@ from tests.processes import alive, wait_for
 from tests.sandbox.test_standin_support import (
     Started,
     Starter,
-    build_latest,
     children_of,
     cmdline,
     environ_of,
@@ -38,22 +37,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 REPO = "octo/app"
 CONFIG_FILES = (".runner", ".credentials", ".credentials_rsaparams")
-
-
-@pytest.fixture(scope="module")
-def latest_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_latest(tmp_path_factory)
-
-
-@pytest.fixture
-def runner_dir(latest_tarball: Path, tmp_path: Path) -> Path:
-    return unpack(latest_tarball, tmp_path / "runner")
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Starter]:
-    with Starter(tmp_path) as starter:
-        yield starter
 
 
 @pytest.fixture
